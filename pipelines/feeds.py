@@ -1,0 +1,128 @@
+"""Training feeds: per step, a labeled source batch and an unlabeled target batch, with views.
+
+A feed element is a dict:
+
+    {"seed": int64 [2],                       # this step's augmentation seed
+     "source": {"labels": int64 [B], <views>},
+     "target": {"labels": int64 [U], <views>}}   # U = uratio * B; labels -1 where unknown
+
+where `<views>` are float32 `[N, S, S, 3]` tensors named by the method (`weak`, `strong`, ...).
+With `on_device=True` the feed stops at uint8 `images` `[N, S, S, 3]` and the train step calls
+`apply_views` itself (the same function), so augmentation runs on the accelerator.
+
+Everything is deterministic under `seed`: the data order (shuffled per epoch) and the
+augmentation (seeded by step index). `start_step` gives exactly the batches an uninterrupted
+run would see from that step on, skipping at the index level without decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from pipelines.augment import Augment
+from pipelines.sources import Source
+from pipelines.transforms import preprocess
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def preprocessed_batches(
+    source: Source, batch_size: int, image_size: int, *, shuffle_seed: int | None = None,
+    repeat: bool = False, skip: int = 0, drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches of `(uint8 [B, S, S, 3], int64 [B])` preprocessed as for training.
+
+    Fixed-shape sources are batched first and preprocessed as a batch; sources whose image
+    sizes vary (folders) are preprocessed per image, in parallel, then batched.
+    """
+    ds = source.dataset(shuffle_seed=shuffle_seed, repeat=repeat, skip=skip)
+    prep = lambda x, y: (preprocess(x, image_size), y)  # noqa: E731
+    if source.info.fixed_shape:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(prep, num_parallel_calls=AUTOTUNE)
+    else:
+        ds = ds.map(prep, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=drop_remainder)
+    return ds
+
+
+@dataclasses.dataclass(frozen=True)
+class FeedSpec:
+    """How a method wants its data.
+
+    Attributes:
+      batch_size: labeled source images per step (B).
+      uratio: unlabeled target images per step = uratio * B.
+      image_size: model input size S.
+      source_views, target_views: view names (see `Augment.views`); an empty target tuple
+        makes a source-only feed.
+      augment: the augmentation policies.
+      seed: fixes data order and augmentation.
+      on_device: leave augmentation to the train step (`apply_views`).
+    """
+
+    batch_size: int
+    uratio: int
+    image_size: int
+    source_views: tuple[str, ...]
+    target_views: tuple[str, ...]
+    augment: Augment = Augment()
+    seed: int = 0
+    on_device: bool = False
+
+
+def _part_seed(seed: tf.Tensor, part: int) -> tf.Tensor:
+    return tf.random.experimental.stateless_fold_in(seed, part)
+
+
+def apply_views(batch: dict, spec: FeedSpec) -> dict:
+    """Replaces each part's uint8 `images` by the views the method asked for.
+
+    Runs inside `Dataset.map` (data placement) or inside the train step (device placement).
+    """
+    out = {"seed": batch["seed"]}
+    for part, names, index in (("source", spec.source_views, 0), ("target", spec.target_views, 1)):
+        if part not in batch:
+            continue
+        views = spec.augment.views(batch[part]["images"], names, _part_seed(batch["seed"], index))
+        out[part] = {"labels": batch[part]["labels"], **views}
+    return out
+
+
+def make_feed(
+    source: Source, target: Source | None, spec: FeedSpec, *, start_step: int = 0
+) -> tf.data.Dataset:
+    """The infinite, shuffled, prefetched training feed (see module docstring).
+
+    Args:
+      source: labeled source data.
+      target: unlabeled target data (labels, if any, are passed through for monitoring only);
+        None or `spec.target_views == ()` for a source-only feed.
+      spec: batch sizes, views, augmentation, seed.
+      start_step: first step index (resume); the feed then equals an uninterrupted one from there.
+    """
+    parts = {
+        "source": preprocessed_batches(
+            source, spec.batch_size, spec.image_size, shuffle_seed=spec.seed, repeat=True,
+            skip=start_step * spec.batch_size, drop_remainder=True,
+        )
+    }
+    if target is not None and spec.target_views:
+        unlabeled = spec.uratio * spec.batch_size
+        parts["target"] = preprocessed_batches(
+            target, unlabeled, spec.image_size, shuffle_seed=spec.seed + 1, repeat=True,
+            skip=start_step * unlabeled, drop_remainder=True,
+        )
+    steps = tf.data.Dataset.range(start_step, 2**62)
+    seed = tf.constant(spec.seed, tf.int64)
+
+    def assemble(step, *batches):
+        element = {"seed": tf.stack([seed, step])}
+        for name, (images, labels) in zip(parts, batches):
+            element[name] = {"images": images, "labels": labels}
+        return element
+
+    feed = tf.data.Dataset.zip((steps, *parts.values())).map(assemble)
+    if not spec.on_device:
+        feed = feed.map(lambda b: apply_views(b, spec), num_parallel_calls=AUTOTUNE)
+    return feed.prefetch(AUTOTUNE)

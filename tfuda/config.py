@@ -1,0 +1,141 @@
+"""One `Config` for a training run: defaults < `--config FILE` < explicit command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from pipelines.errors import UserError
+
+
+class ConfigError(UserError):
+    """A flag or config-file value that cannot be used."""
+
+
+XLA_CHOICES = ("auto", "on", "off")
+AUGMENT_ON_CHOICES = ("data", "device")
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything a run needs; saved as `config.json` in the run directory.
+
+    Attribute names are the command-line flags with underscores (`--batch-size` ->
+    `batch_size`); a config file uses the same keys.
+    """
+
+    source: str = "digits"
+    target: str = "digits-m"
+    eval_target: str | None = None
+    eval_source: str | None = None
+    method: str = "adamatch"
+    model: str = "cnn-small"
+    weights: str | None = None
+    image_size: int = 32
+    steps: int = 1500
+    batch_size: int = 32
+    uratio: int | None = None
+    lr: float = 0.03
+    weight_decay: float = 5e-4
+    ema_decay: float = 0.999
+    seed: int = 0
+    out: str | None = None
+    xla: str = "auto"
+    augment_on: str = "data"
+    flip: bool = False
+    mixed_precision: bool = False
+    checkpoint_every: int = 100
+    eval_every: int = 500
+    strict: bool = False
+    tfds_data_dir: str | None = None
+    tfds_download: bool = False
+
+    RESUMABLE = ("steps", "xla", "checkpoint_every", "eval_every", "augment_on", "strict",
+                 "tfds_data_dir", "tfds_download")
+    """Fields that `--resume` may change; the others are fixed by the saved config."""
+
+    def validate(self) -> "Config":
+        """Raises ConfigError naming the flag and the fix; returns self."""
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+
+        for name in ("steps", "batch_size", "image_size", "checkpoint_every", "eval_every"):
+            positive(name)
+        if self.uratio is not None:
+            positive("uratio")
+        if self.image_size < 8:
+            raise ConfigError(f"--image-size must be at least 8, got {self.image_size}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"--lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay!r}")
+        if not (0 <= self.ema_decay < 1):
+            raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.xla not in XLA_CHOICES:
+            raise ConfigError(f"--xla must be one of {', '.join(XLA_CHOICES)}, got {self.xla!r}")
+        if self.augment_on not in AUGMENT_ON_CHOICES:
+            raise ConfigError(f"--augment-on must be one of {', '.join(AUGMENT_ON_CHOICES)}, got {self.augment_on!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], origin: str) -> "Config":
+        unknown = set(values) - cls.field_names()
+        if unknown:
+            raise ConfigError(
+                f"{origin}: unknown key(s) {', '.join(sorted(unknown))}; keys are the flag names "
+                "with underscores, e.g. batch_size")
+        return cls(**values)
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Reads a YAML or JSON mapping of flag names (underscores) to values."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise ConfigError(f"--config file '{path}' does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+    except (ValueError, yaml.YAMLError) as err:
+        raise ConfigError(f"--config file '{path}' is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {err}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config file '{path}' must hold a mapping of flag names to values")
+    return {key.replace("-", "_"): value for key, value in values.items()}
+
+
+def resolve(cli: dict[str, Any], config_file: str | None = None,
+            saved: dict[str, Any] | None = None) -> Config:
+    """Merges the layers of a config: defaults < saved run config (resume) < file < CLI.
+
+    Args:
+      cli: only the flags given explicitly on the command line.
+      config_file: path given with `--config`.
+      saved: the `config.json` of the run being resumed; only `Config.RESUMABLE` fields may
+        then differ.
+    """
+    values: dict[str, Any] = {}
+    if saved is not None:
+        values.update(saved)
+    overrides = dict(read_config_file(config_file)) if config_file else {}
+    overrides.update(cli)
+    if saved is not None:
+        fixed = {k for k, v in overrides.items() if k not in Config.RESUMABLE and k != "out" and saved.get(k) != v}
+        if fixed:
+            raise ConfigError(
+                f"--resume continues the saved run; {', '.join('--' + k.replace('_', '-') for k in sorted(fixed))} "
+                f"cannot change (may change: {', '.join('--' + k.replace('_', '-') for k in Config.RESUMABLE)})")
+    values.update(overrides)
+    return Config.from_dict(values, config_file or "command line").validate()

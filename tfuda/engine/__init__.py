@@ -1,0 +1,1 @@
+"""The shared training engine: train step, EMA, schedules, checkpoints, evaluation, loop."""

@@ -1,0 +1,50 @@
+"""Checkpoints of a run: model, EMA, optimizer (and its step), method layers, wall time."""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from tfuda.engine.trainer import Adapter
+
+KEEP = 3
+
+
+class Checkpoints:
+    """`tf.train.CheckpointManager` over everything needed to resume a run exactly.
+
+    TensorFlow writes a checkpoint's files first and then atomically replaces the `checkpoint`
+    index file, so an interrupted save never replaces the last good checkpoint.
+    The data position needs no state: the feed is rebuilt for the restored step.
+    """
+
+    def __init__(self, adapter: Adapter, directory: str, keep: int = KEEP):
+        self.wall_time = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_time")
+        extra = {f"method_{i}": layer for i, layer in enumerate(adapter.method.extra_layers)}
+        self.checkpoint = tf.train.Checkpoint(
+            classifier=adapter.classifier, ema=adapter.ema.average,
+            optimizer=adapter.optimizer, wall_time=self.wall_time, **extra)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
+        self.adapter = adapter
+
+    def restore_latest(self) -> int:
+        """Restores the newest checkpoint, if any; returns the restored step (0 if none)."""
+        path = self.manager.latest_checkpoint
+        if path is None:
+            return 0
+        self.adapter.optimizer.build(self.adapter.train_variables)
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        return int(self.adapter.optimizer.iterations.numpy())
+
+    def save(self, step: int, wall_time: float) -> str:
+        self.wall_time.assign(wall_time)
+        return self.manager.save(checkpoint_number=step)
+
+    @property
+    def latest(self) -> str | None:
+        return self.manager.latest_checkpoint
+
+    @staticmethod
+    def exists(directory: str) -> bool:
+        return os.path.isdir(directory) and tf.train.latest_checkpoint(directory) is not None

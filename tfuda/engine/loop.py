@@ -1,0 +1,170 @@
+"""The training loop and its Keras callbacks: progress, TensorBoard, NaN guard, checkpoints, eval."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from tfuda.engine.checkpoints import Checkpoints
+from tfuda.engine.trainer import Adapter
+
+WALL_TIME = "wall_time_s"
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+    def __init__(self, step: int, logs: dict[str, float]):
+        bad = sorted(k for k, v in logs.items() if not math.isfinite(v))
+        super().__init__(
+            f"non-finite loss at step {step} ({', '.join(bad)}); training stopped. "
+            "Lower --lr, check the input data, or try --mixed-precision off")
+        self.step = step
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class ProgressLogger(keras.callbacks.Callback):
+    """A one-line progress bar: step, loss, mask rate, steps/s, ETA.
+
+    Redraws in place on a terminal; prints a line every `every` steps otherwise (CI logs).
+    """
+
+    def __init__(self, total_steps: int, every: int = 50, stream=None):
+        super().__init__()
+        self.total_steps = total_steps
+        self.every = every
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self._first_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = batch + 1
+        if self._first_step is None:
+            self._first_step, self._start = step, time.perf_counter()
+            return
+        done = step == self.total_steps
+        if not (self.tty or step % self.every == 0 or done):
+            return
+        rate = (step - self._first_step) / max(time.perf_counter() - self._start, 1e-9)
+        width = 24
+        filled = int(width * step / self.total_steps)
+        parts = [f"{step}/{self.total_steps} [{'=' * filled}{'.' * (width - filled)}]",
+                 f"loss {logs['loss']:.4f}"]
+        if "monitors/mask_rate" in logs:
+            parts.append(f"mask {logs['monitors/mask_rate']:.2f}")
+        parts += [f"{rate:.2f} steps/s", f"ETA {_fmt_duration((self.total_steps - step) / max(rate, 1e-9))}"]
+        line = "  ".join(parts)
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if done else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        """Prints a line without breaking the in-place bar."""
+        self.stream.write(("\n" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+
+class ScalarLogger(keras.callbacks.Callback):
+    """Writes every log value as a TensorBoard scalar every `every` steps."""
+
+    def __init__(self, log_dir: str, every: int = 10):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.every = every
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = batch + 1
+        if step % self.every == 0:
+            self.write(step, logs)
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        with self.writer.as_default(step=step):
+            for key, value in values.items():
+                tf.summary.scalar(key, value)
+        self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        self.writer.close()
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Raises `NonFiniteLoss` on the first step whose loss is NaN or infinite."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not math.isfinite(logs["loss"]):
+            raise NonFiniteLoss(batch + 1, logs)
+
+
+class PeriodicCheckpoint(keras.callbacks.Callback):
+    """Saves a checkpoint every `every` steps and at the last step."""
+
+    def __init__(self, checkpoints: Checkpoints, every: int, total_steps: int):
+        super().__init__()
+        self.checkpoints, self.every, self.total_steps = checkpoints, every, total_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = batch + 1
+        if step % self.every == 0 or step == self.total_steps:
+            self.checkpoints.save(step, logs[WALL_TIME])
+
+
+class PeriodicEvaluation(keras.callbacks.Callback):
+    """Every `every` steps and at the end, evaluates the EMA model and logs `eval/<name>_accuracy`.
+
+    `evaluators` maps a name (`target`, `source`) to a function model -> accuracy.
+    """
+
+    def __init__(self, evaluators: dict[str, Callable[[keras.Model], float]], every: int,
+                 total_steps: int, scalars: ScalarLogger, progress: ProgressLogger):
+        super().__init__()
+        self.evaluators, self.every, self.total_steps = evaluators, every, total_steps
+        self.scalars, self.progress = scalars, progress
+        self.history: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = batch + 1
+        if not self.evaluators or not (step % self.every == 0 or step == self.total_steps):
+            return
+        results = {f"eval/{name}_accuracy": fn(self.model.ema.average) for name, fn in self.evaluators.items()}
+        self.scalars.write(step, results)
+        self.history.append({"step": step, **results})
+        self.progress.message(
+            f"step {step}: " + "  ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in results.items()))
+
+
+def train_loop(adapter: Adapter, feed: tf.data.Dataset, *, start_step: int, total_steps: int,
+               callbacks: list[keras.callbacks.Callback], wall_time_before: float = 0.0) -> dict[str, float]:
+    """Runs `adapter`'s train step from `start_step` to `total_steps` on `feed`.
+
+    Callbacks see `on_train_batch_end(step_index, logs)` with Python floats, including
+    `wall_time_s` (summed over resumed runs). Returns the last logs.
+    """
+    callback_list = keras.callbacks.CallbackList(callbacks, model=adapter)
+    adapter.make_train_function()
+    iterator = iter(feed)
+    logs: dict[str, float] = {}
+    start = time.perf_counter()
+    callback_list.on_train_begin()
+    for step in range(start_step, total_steps):
+        outputs = adapter.train_function(iterator)
+        logs = {key: float(value) for key, value in outputs.items()}
+        logs[WALL_TIME] = wall_time_before + time.perf_counter() - start
+        callback_list.on_train_batch_end(step, logs)
+        if adapter.stop_training:
+            break
+    callback_list.on_train_end(logs)
+    return logs

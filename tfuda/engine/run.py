@@ -1,0 +1,179 @@
+"""Train one run directory from a `Config`: data, model, method, loop, final artifacts."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import keras
+import tensorflow as tf
+
+from pipelines.augment import Augment
+from pipelines.errors import DataError, UserError
+from pipelines.feeds import FeedSpec, make_feed
+from pipelines.sources import Source, check_same_classes, open_source
+from tfuda.config import Config
+from tfuda.engine import loop
+from tfuda.engine.checkpoints import Checkpoints
+from tfuda.engine.evaluate import evaluate
+from tfuda.engine.trainer import Adapter, make_optimizer
+from tfuda.methods import method_class
+from tfuda.models import build_model
+from tfuda.rundir import RunDir, write_json_atomic
+
+
+def use_xla(setting: str) -> bool:
+    """`auto` -> on when a GPU is visible (XLA is slower than TF's default path on CPU)."""
+    if setting == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    return setting == "on"
+
+
+@dataclasses.dataclass
+class RunData:
+    """The opened sources of a run."""
+
+    source: Source
+    target: Source | None
+    eval_target: Source | None
+    eval_source: Source | None
+
+
+def open_run_data(config: Config, needs_target: bool) -> RunData:
+    """Opens and checks the run's sources; defaults the eval sets to held-out splits."""
+    kwargs = dict(strict=config.strict, tfds_data_dir=config.tfds_data_dir,
+                  tfds_download=config.tfds_download)
+    source = open_source(config.source, **kwargs)
+    if not source.info.labeled:
+        raise DataError(f"--source '{config.source}' has no labels: give class subfolders, an npz "
+                        "with 'y', or a labeled TFDS/built-in spec")
+    target = open_source(config.target, **kwargs) if needs_target else None
+    if target is not None:
+        check_same_classes(source.info, target.info, "--target")
+
+    def eval_set(flag: str, spec: str | None, default: str | None) -> Source | None:
+        spec = spec or default
+        if spec is None:
+            return None
+        opened = open_source(spec, **kwargs)
+        if not opened.info.labeled:
+            raise DataError(f"{flag} '{spec}' has no labels; an evaluation set must be labeled")
+        check_same_classes(source.info, opened.info, flag)
+        return opened
+
+    target_held_out = None
+    if config.target:
+        # The held-out split of a built-in target, without opening the target twice.
+        target_held_out = (target.info.held_out if target is not None
+                           else open_source(config.target, **kwargs).info.held_out)
+    return RunData(
+        source=source,
+        target=target,
+        eval_target=eval_set("--eval-target", config.eval_target, target_held_out),
+        eval_source=eval_set("--eval-source", config.eval_source, source.info.held_out),
+    )
+
+
+def _evaluators(data: RunData, image_size: int) -> dict:
+    sets = {"target": data.eval_target, "source": data.eval_source}
+    return {name: (lambda model, s=s: evaluate(model, s, image_size).accuracy)
+            for name, s in sets.items() if s is not None}
+
+
+def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None) -> dict:
+    """Trains (or resumes) the run in `run` and writes its artifacts; returns `metrics.json`.
+
+    Raises:
+      UserError: bad data or settings.
+      loop.NonFiniteLoss: the loss went NaN/inf (metrics.json then says `failed`).
+    """
+    stream = stream or sys.stdout
+    method_cls = method_class(config.method)
+    data = open_run_data(config, needs_target=bool(method_cls.target_views))
+    class_names = list(data.source.info.class_names)
+
+    keras.utils.set_random_seed(config.seed)
+    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+    model = build_model(config.model, len(class_names), config.image_size, config.weights)
+    method = method_cls()
+    method.monitor_target_labels = bool(data.target is not None and data.target.info.labeled)
+    spec = FeedSpec(
+        batch_size=config.batch_size,
+        uratio=config.uratio or method_cls.default_uratio,
+        image_size=config.image_size,
+        source_views=method_cls.source_views,
+        target_views=method_cls.target_views,
+        augment=Augment(flip=config.flip),
+        seed=config.seed,
+        on_device=config.augment_on == "device",
+    )
+    adapter = Adapter(model, method, total_steps=config.steps, weight_decay=config.weight_decay,
+                      ema_decay=config.ema_decay, feed_spec=spec)
+    xla = use_xla(config.xla)
+    adapter.compile(optimizer=make_optimizer(config.lr, config.steps, mixed_precision=config.mixed_precision),
+                    jit_compile=xla)
+    checkpoints = Checkpoints(adapter, str(run.checkpoints))
+    start_step = checkpoints.restore_latest() if resume else 0
+    wall_before = float(checkpoints.wall_time.numpy())
+
+    unlabeled = f" + {spec.uratio * spec.batch_size} unlabeled" if data.target is not None else ""
+    print(
+        f"tfuda {config.method}: {config.source} -> {config.target if data.target else '(no target)'} | "
+        f"{config.model} ({model.count_params() / 1e6:.2f}M params), {config.image_size}px | "
+        f"batch {spec.batch_size}{unlabeled} | steps {start_step}->{config.steps} | "
+        f"xla {'on' if xla else 'off'}, augment on {config.augment_on} | run {run.path}",
+        file=stream, flush=True)
+
+    progress = loop.ProgressLogger(config.steps, stream=stream)
+    scalars = loop.ScalarLogger(str(run.logs / "train"))
+    evaluation = loop.PeriodicEvaluation(_evaluators(data, config.image_size), config.eval_every,
+                                         config.steps, scalars, progress)
+    callbacks = [loop.NonFiniteGuard(), progress, scalars,
+                 loop.PeriodicCheckpoint(checkpoints, config.checkpoint_every, config.steps), evaluation]
+    feed = make_feed(data.source, data.target, spec, start_step=start_step)
+    try:
+        last = loop.train_loop(adapter, feed, start_step=start_step, total_steps=config.steps,
+                               callbacks=callbacks, wall_time_before=wall_before)
+    except loop.NonFiniteLoss as err:
+        write_json_atomic(run.metrics_file, {
+            "status": "failed", "error": str(err), "steps": err.step,
+            "last_checkpoint": checkpoints.latest, "config": config.to_dict()})
+        raise
+    wall_time = last.get(loop.WALL_TIME, wall_before)
+
+    ema = adapter.ema.average
+    metrics = {"status": "completed", "steps": int(adapter.optimizer.iterations.numpy()),
+               "source_accuracy": None, "target_accuracy": None,
+               "per_class_target_accuracy": None, "target_confusion": None,
+               "wall_time_s": round(wall_time, 2), "eval_history": evaluation.history,
+               "eval_target": data.eval_target.info.spec if data.eval_target else None,
+               "eval_source": data.eval_source.info.spec if data.eval_source else None,
+               "config": config.to_dict()}
+    if data.eval_target is not None:
+        result = evaluate(ema, data.eval_target, config.image_size)
+        metrics.update(target_accuracy=result.accuracy, per_class_target_accuracy=result.per_class,
+                       target_confusion=result.confusion)
+    if data.eval_source is not None:
+        metrics["source_accuracy"] = evaluate(ema, data.eval_source, config.image_size).accuracy
+    save_model_atomic(ema, run.model_file)
+    write_json_atomic(run.class_names_file, class_names)
+    write_json_atomic(run.metrics_file, metrics)
+    print("done: " + "  ".join(
+        f"{name} accuracy {metrics[name + '_accuracy']:.4f}" if metrics[name + "_accuracy"] is not None
+        else f"{name} accuracy n/a (no labeled eval set)" for name in ("source", "target"))
+        + f"  wall time {wall_time:.0f}s  model {run.model_file}", file=stream, flush=True)
+    return metrics
+
+
+def save_model_atomic(model: keras.Model, path) -> None:
+    """Saves a `.keras` file next to `path` under a temporary name, then renames it into place."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,88 @@
+"""`Adapter`: a Keras model whose `train_step` runs any method, with weight decay and EMA."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from pipelines.feeds import FeedSpec, apply_views
+from tfuda.engine.ema import EMA
+from tfuda.engine.schedules import CosineDecayTo
+from tfuda.methods.base import Method
+
+
+def l2_penalty(model: keras.Model) -> tf.Tensor:
+    """0.5 * sum of squared conv/dense kernels (biases and batch norm are not decayed)."""
+    kernels = [w for w in model.trainable_weights if w.path.endswith("kernel")]
+    if not kernels:
+        return tf.constant(0.0)
+    return 0.5 * tf.add_n([tf.reduce_sum(tf.square(tf.cast(w, tf.float32))) for w in kernels])
+
+
+class Adapter(keras.Model):
+    """Trains `classifier` with `method`; `ema.average` is the model to evaluate and export.
+
+    Args:
+      classifier: images float32 `[B, S, S, 3]` (0..255) -> logits.
+      method: the training method (its loss and views).
+      total_steps: T, for the method's progress t / T.
+      weight_decay: coefficient of `l2_penalty`, added to the method's loss.
+      ema_decay: EMA decay (warmed up, see `tfuda.engine.ema`).
+      feed_spec: given when the feed leaves augmentation to the device (`on_device=True`);
+        the train step then makes the views.
+
+    Compile with an optimizer (see `make_optimizer`) and `jit_compile`; `train_step` returns
+    the method's logs plus `loss`, `losses/weight_decay` and `monitors/lr`.
+    """
+
+    def __init__(self, classifier: keras.Model, method: Method, *, total_steps: int,
+                 weight_decay: float = 5e-4, ema_decay: float = 0.999,
+                 feed_spec: FeedSpec | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.method = method
+        self.total_steps = total_steps
+        self.weight_decay = weight_decay
+        self.feed_spec = feed_spec
+        method.build(classifier)
+        self.ema = EMA(classifier, ema_decay)
+
+    def call(self, images, training=False):
+        return self.classifier(images, training=training)
+
+    @property
+    def train_variables(self) -> list:
+        variables = list(self.classifier.trainable_variables)
+        for layer in self.method.extra_layers:
+            variables += layer.trainable_variables
+        return variables
+
+    def train_step(self, batch):
+        step = self.optimizer.iterations
+        progress = tf.minimum(tf.cast(step, tf.float32) / float(self.total_steps), 1.0)
+        if self.feed_spec is not None and self.feed_spec.on_device:
+            batch = apply_views(batch, self.feed_spec)
+        variables = self.train_variables
+        with tf.GradientTape() as tape:
+            loss, logs = self.method.loss(self.classifier, batch, progress)
+            decay = l2_penalty(self.classifier)
+            total = loss + self.weight_decay * decay
+            scaled = self.optimizer.scale_loss(total)
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        self.ema.update(step)
+        lr = self.optimizer.learning_rate
+        return {"loss": total, **logs, "losses/weight_decay": decay, "monitors/lr": lr}
+
+
+def make_optimizer(lr: float, total_steps: int, *, mixed_precision: bool = False,
+                   momentum: float = 0.9) -> keras.optimizers.Optimizer:
+    """SGD with Nesterov momentum and AdaMatch's cosine decay (to lr/4 at the last step).
+
+    With `mixed_precision`, wrapped in a dynamic `LossScaleOptimizer`.
+    """
+    optimizer = keras.optimizers.SGD(
+        learning_rate=CosineDecayTo(lr, total_steps), momentum=momentum, nesterov=True)
+    if mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer

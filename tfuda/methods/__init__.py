@@ -1,0 +1,16 @@
+"""Training methods by `--method` name; each is one file with its paper and math."""
+
+from __future__ import annotations
+
+from pipelines.errors import UserError
+from tfuda.methods.adamatch import AdaMatch
+from tfuda.methods.base import Method
+
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (AdaMatch,)}
+
+
+def method_class(name: str) -> type[Method]:
+    """The method class registered as `name`; UserError listing the known names otherwise."""
+    if name not in METHODS:
+        raise UserError(f"unknown --method '{name}'; known methods: {', '.join(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,130 @@
+"""AdaMatch (Berthelot et al., "AdaMatch: A Unified Approach to Semi-Supervised Learning and
+Domain Adaptation", ICLR 2022; https://arxiv.org/abs/2106.04732), as in google-research/adamatch.
+
+Per step, with labeled source views x_w, x_s (B each) and unlabeled target views u_w, u_s (U each):
+
+1. Random logit interpolation. z' = f([x; u]) in training mode (batch norm sees both domains);
+   z'' = f(x) in training mode on the source alone, its batch-norm statistic updates discarded.
+   z_x = lambda * z'_x + (1 - lambda) * z''_x with lambda ~ U(0, 1) element-wise.
+2. Distribution alignment. p_x = softmax(z_x,w), p_u = softmax(z'_u,w);
+   p~_u = normalize(p_u * E[p_x] / E[p_u]) (per class, batch means, rows renormalised to 1).
+3. Relative confidence threshold. c_tau = tau * E[max_k p_x]; mask = max_k p~_u >= c_tau;
+   hard pseudo-labels y^_u = argmax_k p~_u (no gradient through 2-3).
+4. Loss. L_source = (CE(y, z_x,w) + CE(y, z_x,s)) / 2; L_target = E[mask * CE(y^_u, z'_u,s)];
+   L = L_source + mu(t) * L_target with mu(t) = lambda_u * (0.5 - cos(min(pi, 2 pi t / T)) / 2).
+
+Optimiser (SGD Nesterov 0.9, lr 0.03 with cosine decay, weight decay) and the warmed-up EMA of
+the weights live in the shared trainer (`tfuda.engine`).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfuda.methods.base import Logs, Method, cross_entropy, warmup
+
+
+def align_distribution(p_target: tf.Tensor, p_source: tf.Tensor, eps: float = 1e-6) -> tf.Tensor:
+    """Scales target probabilities per class by mean source / mean target, rows renormalised.
+
+    Args:
+      p_target: float `[U, K]` target class probabilities.
+      p_source: float `[B, K]` source class probabilities.
+
+    Returns:
+      float `[U, K]` rows summing to 1.
+    """
+    ratio = (tf.reduce_mean(p_source, 0) + eps) / (tf.reduce_mean(p_target, 0) + eps)
+    aligned = p_target * ratio
+    return aligned / tf.reduce_sum(aligned, axis=1, keepdims=True)
+
+
+def relative_threshold(p_source: tf.Tensor, tau: float) -> tf.Tensor:
+    """tau x the mean over the source batch of its top-1 probability. p_source: `[B, K]`."""
+    return tau * tf.reduce_mean(tf.reduce_max(p_source, axis=1))
+
+
+def interpolate_logits(joint: tf.Tensor, source_only: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """lambda * joint + (1 - lambda) * source_only, lambda ~ U(0, 1) per element (stateless)."""
+    lam = tf.random.stateless_uniform(tf.shape(joint), seed, dtype=joint.dtype)
+    return lam * joint + (1.0 - lam) * source_only
+
+
+def source_only_logits(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
+    """`model(images, training=True)` whose batch-norm statistic updates are discarded.
+
+    Runs `stateless_call`, which returns the updated non-trainable variables instead of
+    assigning them; gradients still flow to the trainable variables.
+    """
+    logits, _ = model.stateless_call(
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        images,
+        training=True,
+    )
+    return logits
+
+
+class AdaMatch(Method):
+    """AdaMatch for UDA, SSL and SSDA. Hyper-parameters: tau (0.9), lambda_u (1.0)."""
+
+    name = "adamatch"
+    source_views = ("weak", "strong")
+    target_views = ("weak", "strong")
+    default_uratio = 3
+
+    def __init__(self, tau: float = 0.9, lambda_u: float = 1.0):
+        super().__init__(tau=tau, lambda_u=lambda_u)
+        self.tau = tau
+        self.lambda_u = lambda_u
+
+    def loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
+        src, tgt = batch["source"], batch["target"]
+        x = tf.concat([src["weak"], src["strong"]], 0)
+        u = tf.concat([tgt["weak"], tgt["strong"]], 0)
+        num_x = tf.shape(x)[0]
+        logits = tf.cast(model(tf.concat([x, u], 0), training=True), tf.float32)
+        logits_x, logits_u = logits[:num_x], logits[num_x:]
+        logits_x_alone = tf.cast(source_only_logits(model, x), tf.float32)
+        logits_x = interpolate_logits(
+            logits_x, logits_x_alone, tf.random.experimental.stateless_fold_in(batch["seed"], 2))
+        logits_x_weak, logits_x_strong = tf.split(logits_x, 2)
+        logits_u_weak, logits_u_strong = tf.split(logits_u, 2)
+
+        p_x = tf.nn.softmax(tf.stop_gradient(logits_x_weak))
+        p_u = align_distribution(tf.nn.softmax(tf.stop_gradient(logits_u_weak)), p_x)
+        threshold = relative_threshold(p_x, self.tau)
+        pseudo_labels = tf.argmax(p_u, axis=1)
+        mask = tf.cast(tf.reduce_max(p_u, axis=1) >= threshold, tf.float32)
+
+        labels = src["labels"]
+        loss_source = 0.5 * (tf.reduce_mean(cross_entropy(labels, logits_x_weak))
+                             + tf.reduce_mean(cross_entropy(labels, logits_x_strong)))
+        loss_target = tf.reduce_mean(cross_entropy(pseudo_labels, logits_u_strong) * mask)
+        target_weight = self.lambda_u * warmup(progress)
+        logs = {
+            "losses/source": loss_source,
+            "losses/target": loss_target,
+            "monitors/mask_rate": tf.reduce_mean(mask),
+            "monitors/threshold": threshold,
+            "monitors/target_weight": target_weight,
+        }
+        if self.monitor_target_labels:
+            logs.update(pseudo_label_monitors(tgt["labels"], pseudo_labels, mask))
+        return loss_source + target_weight * loss_target, logs
+
+
+def pseudo_label_monitors(labels: tf.Tensor, pseudo_labels: tf.Tensor, mask: tf.Tensor) -> Logs:
+    """Accuracy of pseudo-labels against monitoring-only target labels (-1 = unknown, ignored).
+
+    Returns `monitors/pseudo_label_acc` (all known) and `monitors/masked_pseudo_label_acc`
+    (known and above threshold); 0 when none qualify.
+    """
+    known = tf.cast(labels >= 0, tf.float32)
+    correct = tf.cast(tf.equal(pseudo_labels, labels), tf.float32) * known
+    return {
+        "monitors/pseudo_label_acc": tf.math.divide_no_nan(tf.reduce_sum(correct), tf.reduce_sum(known)),
+        "monitors/masked_pseudo_label_acc": tf.math.divide_no_nan(
+            tf.reduce_sum(correct * mask), tf.reduce_sum(known * mask)),
+    }

@@ -1,0 +1,71 @@
+"""What every method is: a loss over one feed batch, plus the views and batch shape it needs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import keras
+import tensorflow as tf
+
+Logs = dict[str, tf.Tensor]
+
+
+def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Per-example sparse softmax cross-entropy in float32. labels int `[N]`, logits `[N, K]`."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=labels, logits=tf.cast(logits, tf.float32))
+
+
+def warmup(progress: tf.Tensor) -> tf.Tensor:
+    """Cosine ramp 0 -> 1 over the first half of training, then 1: 0.5 - cos(min(pi, 2 pi p)) / 2."""
+    return 0.5 - tf.cos(tf.minimum(math.pi, 2.0 * math.pi * progress)) / 2.0
+
+
+class Method:
+    """A training method. Subclasses set the class attributes and implement `loss`.
+
+    Class attributes:
+      name: `--method` value.
+      source_views, target_views: views of each part the feed must provide (`Augment.views`).
+      default_uratio: unlabeled target images per labeled source image, when `--uratio` is unset.
+
+    `monitor_target_labels` is set by the trainer when the target data carries labels; a method
+    may then log monitors computed from them (they never enter a loss).
+
+    A method may own extra trainable layers (e.g. a domain discriminator): create them in
+    `build` and list them in `extra_layers`; they are trained and checkpointed with the model.
+    """
+
+    name: ClassVar[str]
+    source_views: ClassVar[tuple[str, ...]] = ("weak",)
+    target_views: ClassVar[tuple[str, ...]] = ()
+    default_uratio: ClassVar[int] = 1
+    monitor_target_labels: bool = False
+
+    def __init__(self, **hparams: Any):
+        self.hparams = hparams
+
+    def build(self, model: keras.Model) -> None:
+        """Creates method-owned layers for `model` (default: none)."""
+
+    @property
+    def extra_layers(self) -> list[keras.layers.Layer]:
+        return []
+
+    def loss(self, model: keras.Model, batch: dict, progress: tf.Tensor) -> tuple[tf.Tensor, Logs]:
+        """The training loss of one feed batch.
+
+        Args:
+          model: the classifier being trained (images float32 0..255 -> logits).
+          batch: a feed element with views (see `pipelines.feeds`).
+          progress: float32 scalar, step / total steps, in [0, 1].
+
+        Returns:
+          `(loss, logs)`: the scalar loss (without weight decay, which the trainer adds) and
+          named scalars, `losses/...` and `monitors/...`, that the loop logs.
+        """
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, **self.hparams}

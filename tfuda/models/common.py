@@ -1,0 +1,27 @@
+"""Pieces every model shares: the input, the scaling layer, and the embedding + head ending."""
+
+from __future__ import annotations
+
+import keras
+
+EMBEDDING = "embedding"
+LOGITS = "logits"
+INPUT = "images"
+
+
+def image_input(image_size: int) -> keras.KerasTensor:
+    """float32 `[batch, S, S, 3]` images with values 0..255."""
+    return keras.Input((image_size, image_size, 3), name=INPUT, dtype="float32")
+
+
+def classifier(inputs: keras.KerasTensor, features: keras.KerasTensor, num_classes: int,
+               name: str) -> keras.Model:
+    """Ends a backbone: `features` -> named `embedding` -> linear head named `logits` (float32).
+
+    The embedding layer is an identity so every model exposes its penultimate features under
+    one name; the head stays float32 under mixed precision for a stable softmax.
+    """
+    embedding = keras.layers.Identity(name=EMBEDDING)(features)
+    logits = keras.layers.Dense(num_classes, name=LOGITS, dtype="float32",
+                                kernel_initializer="glorot_normal")(embedding)
+    return keras.Model(inputs, logits, name=name)

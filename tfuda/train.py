@@ -1,0 +1,110 @@
+"""`python -m tfuda.train`: adapt a classifier from a labeled source to a target domain.
+
+With no arguments it adapts the built-in `digits` -> `digits-m` with a small CNN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+
+from tfuda.cli import quiet_tensorflow, run_command
+from tfuda.config import AUGMENT_ON_CHOICES, XLA_CHOICES, Config, ConfigError, resolve
+from tfuda.rundir import RunDir, write_json_atomic
+
+S = argparse.SUPPRESS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Config()
+    p = argparse.ArgumentParser(
+        prog="python -m tfuda.train", description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=S)
+    data = p.add_argument_group("data")
+    data.add_argument("--source", help=f"labeled source data spec (default {d.source})")
+    data.add_argument("--target", help=f"target data spec; its labels, if any, are not trained on (default {d.target})")
+    data.add_argument("--eval-target", help="labeled target evaluation set (default: the target's held-out split, if it has one)")
+    data.add_argument("--eval-source", help="labeled source evaluation set (default: the source's held-out split, if it has one)")
+    data.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
+    data.add_argument("--tfds-data-dir", help="TensorFlow Datasets data dir (default $TFDS_DATA_DIR)")
+    data.add_argument("--tfds-download", action="store_true", help="let TFDS download missing data sets")
+    data.add_argument("--flip", action="store_true", help="random horizontal flips (natural photos; not digits or text)")
+    train = p.add_argument_group("training")
+    train.add_argument("--method", help=f"training method (default {d.method})")
+    train.add_argument("--model", help=f"model architecture (default {d.model})")
+    train.add_argument("--weights", help="pretrained weights for Keras Applications models: imagenet or a .weights.h5 file")
+    train.add_argument("--image-size", type=int, help=f"model input side in pixels (default {d.image_size})")
+    train.add_argument("--steps", type=int, help=f"total training steps, also under --resume (default {d.steps})")
+    train.add_argument("--batch-size", type=int, help=f"labeled images per step (default {d.batch_size})")
+    train.add_argument("--uratio", type=int, help="unlabeled images per step = uratio x batch size (default: the method's)")
+    train.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr})")
+    train.add_argument("--weight-decay", type=float, help=f"L2 weight decay (default {d.weight_decay})")
+    train.add_argument("--ema-decay", type=float, help=f"EMA decay of the evaluated/exported weights (default {d.ema_decay})")
+    train.add_argument("--seed", type=int, help=f"fixes data order, augmentation and init (default {d.seed})")
+    train.add_argument("--xla", choices=XLA_CHOICES, help="compile the train step with XLA (auto: on with a GPU)")
+    train.add_argument("--augment-on", choices=AUGMENT_ON_CHOICES, help="augment in tf.data or inside the train step (default data)")
+    train.add_argument("--mixed-precision", action="store_true", help="mixed_float16 with loss scaling (GPU)")
+    run = p.add_argument_group("run directory")
+    run.add_argument("--out", help="run directory (default runs/<UTC time>-<method>)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    run.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints (default {d.checkpoint_every})")
+    run.add_argument("--eval-every", type=int, help=f"steps between evaluations (default {d.eval_every})")
+    run.add_argument("--config", help="YAML/JSON file of flag values (underscored keys); flags given here win")
+    return p
+
+
+def _default_out(method: str) -> str:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return os.path.join("runs", f"{stamp}-{method}")
+
+
+def prepare_run(cli: dict) -> tuple[Config, RunDir, bool]:
+    """Resolves the config and the run directory; refuses to clobber or to resume nothing."""
+    resume = bool(cli.pop("resume", False))
+    config_file = cli.pop("config", None)
+    if resume:
+        if "out" not in cli:
+            raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
+        run = RunDir(cli["out"])
+        if not run.config_file.is_file():
+            raise ConfigError(f"--resume: '{run.path}' has no config.json, so there is no run to continue")
+        config = resolve(cli, config_file, saved=run.config())
+    else:
+        config = resolve(cli, config_file)
+        config.out = config.out or _default_out(config.method)
+        run = RunDir(config.out)
+        if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
+            raise ConfigError(f"--out '{run.path}' exists and is not empty: choose a new directory, "
+                              "or add --resume to continue that run")
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run.config_file, config.to_dict())
+    except OSError as err:
+        raise ConfigError(f"cannot write the run directory '{run.path}': {err.strerror or err}") from None
+    return config, run, resume
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 training failed, 2 bad input)."""
+    quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        from tfuda.engine.loop import NonFiniteLoss
+        from tfuda.engine.run import train_run
+
+        config, run, resume = prepare_run(vars(args))
+        try:
+            train_run(config, run, resume=resume)
+        except NonFiniteLoss as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,9 +8,10 @@ give the same output, in `tf.data` and in a `tf.function` alike. Parameters are 
 Every op is XLA-compatible (gathers and element-wise math; no `ImageProjectiveTransformV3`),
 so with `--augment-on device` the augmentation compiles into the train step.
 
-The strong list follows FixMatch's RandAugment variant (random magnitude per image) minus
-Equalize, whose per-image histogram is costly as a batched op: identity, autocontrast,
-brightness, color, contrast, sharpness, posterize, solarize, rotate, shear-x/y, translate-x/y.
+The strong list is the op set of RandAugment/CTAugment as used by FixMatch and AdaMatch
+(random magnitude per image), minus Equalize, whose per-image histogram is costly as a batched
+op: identity, autocontrast, brightness, color, contrast, sharpness, posterize, solarize,
+invert (in CTAugment, AdaMatch's default), rotate, shear-x/y, translate-x/y.
 """
 
 from __future__ import annotations
@@ -200,6 +201,7 @@ _COLOR_OPS: dict[str, Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]] = 
     "sharpness": lambda x, m, s: sharpness(x, _enhance_factor(m, s)),
     "posterize": lambda x, m, s: posterize(x, 8.0 - 4.0 * m),
     "solarize": lambda x, m, s: solarize(x, 256.0 - 256.0 * m),
+    "invert": lambda x, m, s: 255.0 - x,
 }
 
 

@@ -163,7 +163,7 @@ def _open_builtin(spec: str) -> Source:
         class_names=builtin.CLASS_NAMES,
         num_examples=len(images),
         image_shape=tuple(images.shape[1:]),
-        held_out=f"{name}:test",
+        held_out=f"{name}:test" if split == "train" else None,
     )
     return ArraySource(info, images, labels)
 

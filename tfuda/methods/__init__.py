@@ -5,8 +5,9 @@ from __future__ import annotations
 from pipelines.errors import UserError
 from tfuda.methods.adamatch import AdaMatch
 from tfuda.methods.base import Method
+from tfuda.methods.source_only import SourceOnly
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (AdaMatch,)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (AdaMatch, SourceOnly)}
 
 
 def method_class(name: str) -> type[Method]:

@@ -1,0 +1,223 @@
+"""`python -m export.savedmodel --run RUN_DIR --out EXPORT_DIR`: export and verify a trained run.
+
+Writes a new version of the SavedModel (TF Serving layout), the TFLite files and the ONNX file
+(see `export.layout`), checks each in its own runtime against the Keras model on the
+evaluation set, and publishes the version only if every artifact agrees well enough.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.errors import UserError
+from tfuda.cli import quiet_tensorflow, run_command
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+TREE_OF = {"savedmodel": "serving", "tflite": "tflite", "onnx": "onnx"}
+CALIBRATION_IMAGES = 200
+MAX_EVAL_IMAGES = 2000
+
+
+class ExportFailed(Exception):
+    """An artifact failed verification; nothing was published."""
+
+
+def _csv_choice(value: str, choices: tuple[str, ...], flag: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip() and v.strip() != "none"]
+    unknown = [v for v in items if v not in choices]
+    if unknown:
+        raise UserError(f"{flag}: unknown value(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
+    return items
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from export.tflite import PRECISIONS
+
+    p = argparse.ArgumentParser(prog="python -m export.savedmodel", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True, help="run directory made by python -m tfuda.train")
+    p.add_argument("--out", default="exports", help="export directory")
+    p.add_argument("--name", default="tfuda", help="model name (TF Serving MODEL_NAME)")
+    p.add_argument("--version", default="auto", help="version number, or auto (highest existing + 1)")
+    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing --version")
+    p.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated subset of {', '.join(FORMATS)}")
+    p.add_argument("--quantize", default="float32,int8",
+                   help=f"TFLite precisions, comma-separated subset of {', '.join(PRECISIONS)}")
+    p.add_argument("--calibration", help="int8 calibration images (default: the run's --target)")
+    p.add_argument("--eval", help="evaluation set (default: the run's target evaluation set)")
+    p.add_argument("--max-eval-images", type=int, default=MAX_EVAL_IMAGES, help="images used for verification")
+    p.add_argument("--min-agreement", type=float, default=0.99, help="float artifacts: min top-1 agreement with Keras")
+    p.add_argument("--min-agreement-int8", type=float, default=0.97, help="int8 artifacts: min top-1 agreement")
+    p.add_argument("--strict", action="store_true", help="fail on unreadable image files in --eval/--calibration")
+    return p
+
+
+def _images(spec: str, size: int, limit: int, strict: bool, flag: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to `limit` preprocessed uint8 images `[N, S, S, 3]` of a spec, and labels if it has any."""
+    from pipelines.feeds import preprocessed_batches
+    from pipelines.sources import open_source
+
+    try:
+        source = open_source(spec, strict=strict)
+    except UserError as err:
+        raise UserError(f"{flag}: {err}") from None
+    images, labels = [], []
+    count = 0
+    for x, y in preprocessed_batches(source, 256, size):
+        images.append(x.numpy())
+        labels.append(y.numpy())
+        count += len(x)
+        if count >= limit:
+            break
+    x, y = np.concatenate(images)[:limit], np.concatenate(labels)[:limit]
+    return x, (y if source.info.labeled else None)
+
+
+def _default_specs(run) -> tuple[str | None, str]:
+    """(eval set, calibration set) recorded by the run."""
+    metrics = run.metrics() if run.metrics_file.is_file() else {}
+    config = run.config()
+    eval_spec = metrics.get("eval_target") or config.get("eval_target")
+    return eval_spec, config["target"]
+
+
+def export_run(args: argparse.Namespace) -> dict:
+    """Exports, verifies and publishes; returns the report. Raises ExportFailed or UserError."""
+    import keras
+    import tensorflow as tf
+
+    from export import onnx as onnx_export
+    from export import serving, tflite, verify
+    from export.layout import ExportLayout, Staging
+    from tfuda.engine.evaluate import probabilities_fn
+    from tfuda.rundir import RunDir, write_json_atomic
+
+    formats = _csv_choice(args.formats, FORMATS, "--formats")
+    precisions = _csv_choice(args.quantize, tflite.PRECISIONS, "--quantize")
+    if not formats:
+        raise UserError("--formats is empty: name at least one of " + ", ".join(FORMATS))
+    if "tflite" in formats and not precisions:
+        raise UserError("--quantize is empty but --formats includes tflite")
+    run = RunDir(args.run)
+    run.check_model()
+    model = run.load_model()
+    class_names = run.class_names()
+    size = serving.image_size_of(model)
+    layout = ExportLayout(args.out, args.name)
+    layout.check_writable()
+    version = layout.resolve_version(args.version, args.overwrite)
+
+    default_eval, default_calibration = _default_specs(run)
+    eval_spec = args.eval or default_eval or default_calibration
+    images, labels = _images(eval_spec, size, args.max_eval_images, args.strict, "--eval")
+    keras_probs = verify.predict_all(lambda x: probabilities_fn(model)(x).numpy(), images)
+    keras_latency = verify.latency_ms(lambda x: model(x.astype(np.float32), training=False), images[:1])
+    print(f"exporting {args.run} as '{args.name}' version {version}: {', '.join(formats)}"
+          + (f" (tflite: {', '.join(precisions)})" if "tflite" in formats else ""), flush=True)
+
+    checks = []
+    with Staging(layout) as stage:
+        device_dir = stage.dir / "device"
+        serving.write_device_savedmodel(model, device_dir)
+        if "savedmodel" in formats:
+            path = stage.path("serving")
+            serving.write_serving_savedmodel(model, class_names, path)
+            loaded = tf.saved_model.load(str(path))
+            fn = loaded.signatures["serving_default"]
+            checks.append(("savedmodel", "float32", path,
+                           lambda x, fn=fn: fn(images=tf.constant(x))["probabilities"].numpy()))
+        if "tflite" in formats:
+            folder = stage.path("tflite")
+            calibration = None
+            if "int8" in precisions:
+                calib_images, _ = _images(args.calibration or default_calibration, size,
+                                          CALIBRATION_IMAGES, args.strict, "--calibration")
+                calibration = lambda: (calib_images[i:i + 1] for i in range(len(calib_images)))  # noqa: E731
+            files = {}
+            for precision in precisions:
+                target = folder / f"model.{precision}.tflite"
+                target.write_bytes(tflite.convert(device_dir, precision, calibration))
+                if target.stat().st_size < tflite.MIN_BYTES:
+                    raise ExportFailed(f"{target.name} is {target.stat().st_size} bytes: no weights were converted")
+                files[precision] = target.name
+                checks.append(("tflite", precision, target, tflite.TFLiteRunner(target)))
+            write_json_atomic(folder / "metadata.json", _metadata(class_names, size, files))
+        if "onnx" in formats:
+            folder = stage.path("onnx")
+            target = folder / "model.onnx"
+            onnx_export.convert(device_dir, target)
+            write_json_atomic(folder / "metadata.json", _metadata(class_names, size, {"float32": target.name}))
+            checks.append(("onnx", "float32", target, onnx_export.ONNXRunner(target)))
+
+        results = []
+        for fmt, precision, path, runner in checks:
+            threshold = args.min_agreement_int8 if precision == "int8" else args.min_agreement
+            try:
+                results.append(verify.check_artifact(str(path), fmt, precision, runner, images, labels,
+                                                     keras_probs, threshold))
+            except ValueError as err:
+                raise ExportFailed(str(err)) from None
+        report = {
+            "version": version, "name": args.name, "run": str(args.run), "eval_set": eval_spec,
+            "num_images": int(len(images)),
+            "keras": {"accuracy": verify.accuracy(keras_probs, labels),
+                      "latency_ms_p50": keras_latency},
+            "artifacts": [vars(r) for r in results],
+            "passed": all(r.passed for r in results),
+        }
+        if not report["passed"]:
+            failed = layout.report_file(version).with_suffix(".failed.json")
+            write_json_atomic(failed, report)
+            print(verify.format_table(report))
+            bad = [f"{r.format} {r.precision} ({r.agreement:.4f} < {r.min_agreement})" for r in results if not r.passed]
+            raise ExportFailed(f"agreement with the Keras model too low for {', '.join(bad)}; "
+                               f"version {version} was not published (report: {failed})")
+        published = stage.publish(version, [TREE_OF[f] for f in formats], args.overwrite)
+        for entry in report["artifacts"]:  # point at the published files
+            staged = Path(entry["path"])
+            tree = staged.relative_to(stage.dir).parts[0]
+            entry["path"] = str(published[tree] / staged.relative_to(stage.dir / tree))
+        write_json_atomic(layout.report_file(version), report)
+    print(verify.format_table(report))
+    print(f"published version {version} under {layout.root} (report: {layout.report_file(version)})")
+    return report
+
+
+def _metadata(class_names: list[str], size: int, files: dict[str, str]) -> dict:
+    from export.serving import INPUT_KEY, OUTPUT_KEYS
+
+    return {
+        "class_names": class_names,
+        "files": files,
+        "input": {"name": INPUT_KEY, "dtype": "uint8", "shape": [-1, size, size, 3],
+                  "preprocessing": f"RGB; resize with padding (keep aspect ratio) to {size}x{size}; "
+                                   "raw 0..255 pixel values, no normalization (the model scales inside)"},
+        "outputs": {"probabilities": "float32 [batch, classes]", "classes": "int64 [batch]",
+                    "logits": "float32 [batch, classes]"},
+        "output_names": list(OUTPUT_KEYS),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; exit status 0 published, 1 verification failed, 2 bad input."""
+    quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        try:
+            export_run(args)
+        except ExportFailed as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Shared fixtures. TensorFlow is imported once per session; commands run in-process via main(argv)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keeps the folder-validation cache out of the user's home."""
+    os.environ["TFUDA_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+TINY_RUN_ARGS = ["--steps", "6", "--batch-size", "8", "--eval-every", "3",
+                 "--checkpoint-every", "3", "--seed", "1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished 6-step AdaMatch run on digits -> digits-m, shared by training/export tests."""
+    from tfuda.train import main
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main([*TINY_RUN_ARGS, "--out", str(out)]) == 0
+    return out

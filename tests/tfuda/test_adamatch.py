@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfuda.methods.adamatch import (AdaMatch, align_distribution, interpolate_logits,
+                                    relative_threshold, source_only_logits)
+from tfuda.methods.base import warmup
+from tfuda.models import build_model
+
+
+def test_alignment_renormalises_and_moves_the_target_distribution():
+    p_source = tf.constant([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])  # source mean: .45 .45 .1
+    p_target = tf.constant([[0.6, 0.2, 0.2], [0.5, 0.3, 0.2]])  # target mean: .55 .25 .2
+    aligned = align_distribution(p_target, p_source).numpy()
+    np.testing.assert_allclose(aligned.sum(axis=1), 1.0, rtol=1e-6)
+    # Hand-computed: row 0 * (.45/.55, .45/.25, .1/.2) = (.4909, .36, .1) / .9509
+    np.testing.assert_allclose(aligned[0], [0.5163, 0.3786, 0.1052], atol=1e-3)
+    # Class 1 was under-predicted on the target relative to the source: it gains mass.
+    assert (aligned[:, 1] > p_target.numpy()[:, 1]).all()
+    assert (aligned[:, 2] < p_target.numpy()[:, 2]).all()
+
+
+def test_threshold_is_relative_to_source_confidence():
+    confident = tf.constant([[0.9, 0.1], [0.7, 0.3]])
+    unsure = tf.constant([[0.6, 0.4], [0.5, 0.5]])
+    assert float(relative_threshold(confident, 0.9)) == pytest.approx(0.9 * 0.8)
+    assert float(relative_threshold(unsure, 0.9)) == pytest.approx(0.9 * 0.55)
+
+
+def test_warmup_schedule_endpoints():
+    values = [float(warmup(tf.constant(p))) for p in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert values == pytest.approx([0.0, 0.5, 1.0, 1.0, 1.0], abs=1e-6)
+
+
+def test_logit_interpolation_stays_between_the_two():
+    a = tf.random.normal([16, 10], seed=1)
+    b = tf.random.normal([16, 10], seed=2)
+    mixed = interpolate_logits(a, b, tf.constant([1, 2], tf.int64)).numpy()
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    assert ((mixed >= low - 1e-6) & (mixed <= high + 1e-6)).all()
+    assert not np.allclose(mixed, a) and not np.allclose(mixed, b)
+
+
+def test_source_only_pass_leaves_batch_norm_statistics_untouched_but_has_gradients():
+    model = build_model("cnn-small", 10, 16)
+    images = tf.random.uniform([4, 16, 16, 3], 0, 255, seed=0)
+    before = [v.numpy().copy() for v in model.non_trainable_variables]
+    with tf.GradientTape() as tape:
+        logits = source_only_logits(model, images)
+        loss = tf.reduce_sum(logits)
+    grads = tape.gradient(loss, model.trainable_variables)
+    for b, v in zip(before, model.non_trainable_variables):
+        np.testing.assert_array_equal(b, v.numpy())
+    assert all(g is not None for g in grads)
+    # ...while a normal training-mode call does update them, and gives the same logits.
+    np.testing.assert_allclose(model(images, training=True), logits, rtol=1e-4, atol=1e-4)
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.non_trainable_variables))
+
+
+def test_adamatch_loss_logs_and_masks():
+    model = build_model("cnn-small", 3, 8)
+    rng = np.random.default_rng(0)
+    batch = {
+        "seed": tf.constant([0, 1], tf.int64),
+        "source": {"labels": tf.constant([0, 1]), "weak": rng.uniform(0, 255, (2, 8, 8, 3)).astype("f4"),
+                   "strong": rng.uniform(0, 255, (2, 8, 8, 3)).astype("f4")},
+        "target": {"labels": tf.constant([0, 1, -1, 2, 0, 1], tf.int64),
+                   "weak": rng.uniform(0, 255, (6, 8, 8, 3)).astype("f4"),
+                   "strong": rng.uniform(0, 255, (6, 8, 8, 3)).astype("f4")},
+    }
+    method = AdaMatch()
+    method.monitor_target_labels = True
+    loss, logs = method.loss(model, batch, tf.constant(0.5))
+    assert np.isfinite(float(loss))
+    assert {"losses/source", "losses/target", "monitors/mask_rate", "monitors/threshold",
+            "monitors/target_weight", "monitors/pseudo_label_acc"} <= set(logs)
+    assert float(logs["monitors/target_weight"]) == pytest.approx(1.0)
+    assert 0.0 <= float(logs["monitors/mask_rate"]) <= 1.0
+    assert float(loss) == pytest.approx(float(logs["losses/source"]) + float(logs["losses/target"]), rel=1e-5)

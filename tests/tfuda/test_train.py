@@ -1,0 +1,115 @@
+"""The training CLI end to end, in-process through `main(argv)`."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import TINY_RUN_ARGS
+from tfuda.train import main, prepare_run
+
+
+def test_run_directory_layout_and_metrics(tiny_run):
+    for name in ("config.json", "class_names.json", "metrics.json", "model.keras"):
+        assert (tiny_run / name).is_file(), name
+    assert list((tiny_run / "logs" / "train").glob("events.out.tfevents.*"))
+    assert tf.train.latest_checkpoint(str(tiny_run / "checkpoints")).endswith("ckpt-6")
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["steps"] == 6
+    assert 0.0 <= metrics["target_accuracy"] <= 1.0 and 0.0 <= metrics["source_accuracy"] <= 1.0
+    assert sorted(metrics["per_class_target_accuracy"]) == [str(i) for i in range(10)]
+    assert metrics["wall_time_s"] > 0
+    assert metrics["config"]["method"] == "adamatch" and metrics["eval_target"] == "digits-m:test"
+    assert [h["step"] for h in metrics["eval_history"]] == [3, 6]
+    assert json.loads((tiny_run / "class_names.json").read_text()) == [str(i) for i in range(10)]
+
+
+def test_saved_model_matches_reported_accuracy(tiny_run):
+    import keras
+
+    from pipelines.sources import open_source
+    from tfuda.engine.evaluate import evaluate
+
+    model = keras.saving.load_model(tiny_run / "model.keras", compile=False)
+    result = evaluate(model, open_source("digits-m:test"), 32)
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert result.accuracy == pytest.approx(metrics["target_accuracy"])
+
+
+def test_resume_continues_the_step_count(tmp_path):
+    out = str(tmp_path / "run")
+    args = ["--batch-size", "4", "--checkpoint-every", "2", "--eval-every", "100", "--out", out]
+    assert main(["--steps", "2", *args]) == 0
+    first_wall = json.loads((tmp_path / "run" / "metrics.json").read_text())["wall_time_s"]
+    assert main(["--steps", "4", "--resume", *args]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["steps"] == 4
+    assert metrics["wall_time_s"] > first_wall  # summed over both sessions
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(out + "/checkpoints"))
+    assert reader.get_tensor("optimizer/iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
+
+
+def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    from tfuda.methods.adamatch import AdaMatch
+
+    original = AdaMatch.loss
+
+    def poisoned(self, model, batch, progress):
+        loss, logs = original(self, model, batch, progress)
+        return tf.where(progress >= 0.5, np.nan, loss), logs
+
+    monkeypatch.setattr(AdaMatch, "loss", poisoned)
+    out = tmp_path / "run"
+    code = main(["--steps", "6", "--batch-size", "4", "--checkpoint-every", "2", "--eval-every", "100",
+                 "--out", str(out)])
+    assert code == 1
+    assert "non-finite loss at step 4" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["steps"] == 4
+    latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
+    assert latest.endswith("ckpt-2") and metrics["last_checkpoint"] == latest
+    assert not (out / "model.keras").exists()
+    reader = tf.train.load_checkpoint(latest)
+    names = [n for n, _ in tf.train.list_variables(latest) if "classifier" in n and "kernel" in n]
+    assert names and all(np.isfinite(reader.get_tensor(n)).all() for n in names)
+
+
+def test_xla_and_on_device_augmentation_path(tmp_path):
+    out = tmp_path / "run"
+    assert main(["--steps", "2", "--batch-size", "4", "--xla", "on", "--augment-on", "device",
+                 "--eval-every", "100", "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["config"]["xla"] == "on"
+
+
+def test_config_file_loses_to_explicit_flags(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("steps: 40\nbatch_size: 8\nmodel: wrn-28-2\n")
+    config, run, resume = prepare_run({"config": str(cfg), "steps": 7, "out": str(tmp_path / "r")})
+    assert (config.steps, config.batch_size, config.model) == (7, 8, "wrn-28-2")
+    assert json.loads(run.config_file.read_text())["steps"] == 7 and not resume
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "0"], "--steps must be a positive integer"),
+    (["--method", "nope"], "known methods: adamatch"),
+    (["--model", "nope"], "known models: cnn-small"),
+    (["--source", "digits-m", "--target", "npz:/no/such.npz"], "does not exist"),
+    (["--resume"], "--resume needs --out"),
+])
+def test_bad_flags_give_one_clear_line(tmp_path, capsys, argv, message):
+    assert main([*argv, "--out", str(tmp_path / "r")] if "--resume" not in argv else argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_existing_out_is_not_clobbered(tiny_run, capsys):
+    assert main([*TINY_RUN_ARGS, "--out", str(tiny_run)]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+
+
+def test_bad_config_file_key(tmp_path, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"batchsize": 8}')
+    assert main(["--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "unknown key(s) batchsize" in capsys.readouterr().err

@@ -1,0 +1,103 @@
+"""`python -m tfuda.predict --run RUN_DIR IMAGES_OR_FOLDERS... [--csv OUT]`: classify image files.
+
+Uses the run's final (EMA) model with the training-time preprocessing, batched in `tf.data`.
+Prints one line per image: path, predicted class name, probability.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from pipelines.errors import DataError
+from tfuda.cli import quiet_tensorflow, run_command
+from tfuda.rundir import RunDir
+
+BATCH = 64
+
+
+def collect_images(inputs: list[str]) -> list[str]:
+    """Expands files and folders (searched recursively) into image paths, in the given order."""
+    from pipelines.folders import IMAGE_EXTENSIONS
+
+    paths: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise DataError(f"folder '{item}' has no {'/'.join(IMAGE_EXTENSIONS)} images")
+            paths += found
+        elif path.is_file():
+            paths.append(str(path))
+        else:
+            raise DataError(f"'{item}' is neither an image file nor a folder")
+    return paths
+
+
+def predict_files(run: RunDir, paths: list[str]) -> list[tuple[str, str, float]]:
+    """Returns `(path, class name, probability)` per readable path, in order."""
+    import tensorflow as tf
+
+    from pipelines.folders import decode_file
+    from pipelines.transforms import preprocess
+    from tfuda.engine.evaluate import probabilities_fn
+
+    model = run.load_model()
+    names = run.class_names()
+    size = run.image_size()
+    infer = probabilities_fn(model)
+    ds = (tf.data.Dataset.from_tensor_slices(paths)
+          .map(lambda p: preprocess(decode_file(p), size), num_parallel_calls=tf.data.AUTOTUNE)
+          .batch(BATCH).prefetch(tf.data.AUTOTUNE))
+    rows = []
+    offset = 0
+    for images in ds:
+        probs = infer(images).numpy()
+        for path, p in zip(paths[offset:offset + len(probs)], probs):
+            rows.append((path, names[int(p.argmax())], float(p.max())))
+        offset += len(probs)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(prog="python -m tfuda.predict", description=__doc__)
+    parser.add_argument("--run", required=True, help="run directory made by python -m tfuda.train")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDERS")
+    parser.add_argument("--csv", help="also write path,class,probability rows to this CSV file")
+    parser.add_argument("--strict", action="store_true", help="fail on unreadable files instead of skipping them")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        from pipelines.folders import find_unreadable
+
+        run = RunDir(args.run)
+        run.check_model()
+        paths = collect_images(args.inputs)
+        bad = set(find_unreadable(paths))
+        if bad:
+            listed = "\n  ".join(sorted(bad))
+            if args.strict:
+                raise DataError(f"{len(bad)} unreadable image file(s) (--strict):\n  {listed}")
+            print(f"warning: skipped {len(bad)} unreadable image file(s):\n  {listed}", file=sys.stderr)
+        rows = predict_files(run, [p for p in paths if p not in bad]) if len(bad) < len(paths) else []
+        for path, name, prob in rows:
+            print(f"{path}\t{name}\t{prob:.4f}")
+        if args.csv:
+            try:
+                with open(args.csv, "w", newline="") as f:
+                    writer = csv.writer(f)
+                    writer.writerow(["path", "class", "probability"])
+                    writer.writerows((p, n, f"{q:.6f}") for p, n, q in rows)
+            except OSError as err:
+                raise DataError(f"cannot write --csv '{args.csv}': {err.strerror or err}") from None
+        return 0
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

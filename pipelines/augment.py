@@ -26,13 +26,26 @@ FILL_VALUE = 128.0
 """Gray used for pixels uncovered by geometric ops and for Cutout."""
 
 
+ALG = tf.random.Algorithm.PHILOX
+"""Fixed, so the same seed draws the same numbers with and without XLA (`auto_select` differs)."""
+_FLOAT_BITS = 2**24
+
+
 def _split(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=num)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=num, alg=ALG)
     return [seeds[i] for i in range(num)]
 
 
 def _uniform(shape, seed, minval=0.0, maxval=1.0, dtype=tf.float32) -> tf.Tensor:
-    return tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval, dtype=dtype)
+    """Stateless uniform numbers, identical with and without XLA.
+
+    Floats are made from 24-bit integer draws: XLA turns random bits into floats differently
+    from TensorFlow's kernels, while integer draws agree.
+    """
+    if dtype.is_integer:
+        return tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval, dtype=dtype, alg=ALG)
+    bits = tf.random.stateless_uniform(shape, seed, minval=0, maxval=_FLOAT_BITS, dtype=tf.int32, alg=ALG)
+    return minval + (maxval - minval) * tf.cast(bits, dtype) / float(_FLOAT_BITS)
 
 
 def _per_image(values: tf.Tensor) -> tf.Tensor:

@@ -72,7 +72,7 @@ class FeedSpec:
 
 
 def _part_seed(seed: tf.Tensor, part: int) -> tf.Tensor:
-    return tf.random.experimental.stateless_fold_in(seed, part)
+    return tf.random.experimental.stateless_fold_in(seed, part, alg=tf.random.Algorithm.PHILOX)
 
 
 def apply_views(batch: dict, spec: FeedSpec) -> dict:

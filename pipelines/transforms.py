@@ -20,6 +20,7 @@ def to_rgb(images: tf.Tensor) -> tf.Tensor:
     Returns:
       `[..., H, W, 3]` of the same dtype.
     """
+    images = tf.convert_to_tensor(images)
     channels = images.shape[-1]
     if channels is not None:
         if channels >= 3:
@@ -47,6 +48,7 @@ def resize_with_pad(images: tf.Tensor, size: int, *, antialias: bool = True) -> 
       float32 tensor `[size, size, C]` or `[B, size, size, C]` with a static spatial shape
       (the result is reshaped, since `tf.image.resize_with_pad` loses it and TFLite needs it).
     """
+    images = tf.convert_to_tensor(images)
     channels = images.shape[-1]
     out = tf.image.resize_with_pad(
         tf.cast(images, tf.float32), size, size, antialias=antialias

@@ -27,3 +27,28 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
     assert main([*TINY_RUN_ARGS, "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A small but confident model: source-only on labeled digits-m for 80 steps (export tests)."""
+    from tfuda.train import main
+
+    out = tmp_path_factory.mktemp("runs") / "trained"
+    assert main(["--method", "source-only", "--source", "digits-m", "--target", "digits-m",
+                 "--steps", "80", "--batch-size", "32", "--eval-every", "80",
+                 "--checkpoint-every", "80", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(trained_run, tmp_path_factory):
+    """`trained_run` exported to every format: (export dir, report dict)."""
+    import json
+
+    from export.savedmodel import main
+
+    out = tmp_path_factory.mktemp("exports") / "exp"
+    assert main(["--run", str(trained_run), "--out", str(out),
+                 "--quantize", "float32,float16,int8", "--max-eval-images", "200"]) == 0
+    return out, json.loads((out / "reports" / "tfuda" / "1.json").read_text())

@@ -47,7 +47,7 @@ def relative_threshold(p_source: tf.Tensor, tau: float) -> tf.Tensor:
 
 def interpolate_logits(joint: tf.Tensor, source_only: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """lambda * joint + (1 - lambda) * source_only, lambda ~ U(0, 1) per element (stateless)."""
-    lam = tf.random.stateless_uniform(tf.shape(joint), seed, dtype=joint.dtype)
+    lam = tf.random.stateless_uniform(tf.shape(joint), seed, dtype=joint.dtype, alg=tf.random.Algorithm.PHILOX)
     return lam * joint + (1.0 - lam) * source_only
 
 

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=float, default=0.99, help="float artifacts: min top-1 agreement with Keras")
     p.add_argument("--min-agreement-int8", type=float, default=0.97, help="int8 artifacts: min top-1 agreement")
     p.add_argument("--strict", action="store_true", help="fail on unreadable image files in --eval/--calibration")
+    p.add_argument("--no-report", action="store_true", help="do not remake the run's HTML report with this export")
     return p
 
 
@@ -185,6 +186,10 @@ def export_run(args: argparse.Namespace) -> dict:
         write_json_atomic(layout.report_file(version), report)
     print(verify.format_table(report))
     print(f"published version {version} under {layout.root} (report: {layout.report_file(version)})")
+    if not args.no_report:
+        from tfuda.report import write_report
+
+        write_report(str(run.path), export_report=str(layout.report_file(version)))
     return report
 
 

@@ -89,8 +89,30 @@ def apply_views(batch: dict, spec: FeedSpec) -> dict:
     return out
 
 
+def extra_share(batch_size: int, num_source: int | None, num_extra: int | None) -> int:
+    """Images per labeled batch drawn from the extra labeled set: proportional to its size, >= 1."""
+    if not num_source or not num_extra:
+        return max(1, batch_size // 8)
+    return min(batch_size - 1, max(1, round(batch_size * num_extra / (num_source + num_extra))))
+
+
+def _labeled_batches(source: Source, extra: Source | None, spec: FeedSpec, start_step: int) -> tf.data.Dataset:
+    """The labeled part: B source images per step, or (B - E) source + E `extra` images (SSDA)."""
+    def batches(src: Source, size: int, seed: int) -> tf.data.Dataset:
+        return preprocessed_batches(src, size, spec.image_size, shuffle_seed=seed, repeat=True,
+                                    skip=start_step * size, drop_remainder=True)
+
+    if extra is None:
+        return batches(source, spec.batch_size, spec.seed)
+    share = extra_share(spec.batch_size, source.info.num_examples, extra.info.num_examples)
+    return tf.data.Dataset.zip((batches(source, spec.batch_size - share, spec.seed),
+                                batches(extra, share, spec.seed + 2))).map(
+        lambda a, b: (tf.concat([a[0], b[0]], 0), tf.concat([a[1], b[1]], 0)))
+
+
 def make_feed(
-    source: Source, target: Source | None, spec: FeedSpec, *, start_step: int = 0
+    source: Source, target: Source | None, spec: FeedSpec, *, start_step: int = 0,
+    labeled_extra: Source | None = None,
 ) -> tf.data.Dataset:
     """The infinite, shuffled, prefetched training feed (see module docstring).
 
@@ -100,13 +122,10 @@ def make_feed(
         None or `spec.target_views == ()` for a source-only feed.
       spec: batch sizes, views, augmentation, seed.
       start_step: first step index (resume); the feed then equals an uninterrupted one from there.
+      labeled_extra: more labeled images (SSDA: the few labeled target images), mixed into each
+        labeled batch in proportion to its size (at least one per batch).
     """
-    parts = {
-        "source": preprocessed_batches(
-            source, spec.batch_size, spec.image_size, shuffle_seed=spec.seed, repeat=True,
-            skip=start_step * spec.batch_size, drop_remainder=True,
-        )
-    }
+    parts = {"source": _labeled_batches(source, labeled_extra, spec, start_step)}
     if target is not None and spec.target_views:
         unlabeled = spec.uratio * spec.batch_size
         parts["target"] = preprocessed_batches(

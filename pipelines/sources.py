@@ -86,6 +86,14 @@ class Source:
         """
         raise NotImplementedError
 
+    def labels(self) -> np.ndarray:
+        """int64 `[N]` labels in source order (-1 where unlabeled)."""
+        return np.fromiter((y for _, y in self.dataset().map(lambda x, y: y).as_numpy_iterator()), np.int64)
+
+    def subset(self, indices: Sequence[int], spec: str) -> "Source":
+        """The examples at `indices` (source order), as a new source named `spec`."""
+        raise NotImplementedError
+
 
 def _index_dataset(n: int, shuffle_seed: int | None, repeat: bool, skip: int) -> tf.data.Dataset:
     indices = tf.data.Dataset.range(n)
@@ -110,6 +118,14 @@ class ArraySource(Source):
         indices = _index_dataset(len(self._images), shuffle_seed, repeat, skip)
         return indices.map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
 
+    def labels(self) -> np.ndarray:
+        return self._labels.astype(np.int64)
+
+    def subset(self, indices, spec):
+        indices = np.asarray(indices, np.int64)
+        info = dataclasses.replace(self.info, spec=spec, num_examples=len(indices), held_out=None)
+        return ArraySource(info, self._images[indices], self._labels[indices])
+
 
 class FolderSource(Source):
     """A folder of image files, decoded in parallel inside `tf.data`."""
@@ -128,6 +144,13 @@ class FolderSource(Source):
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 
+    def labels(self) -> np.ndarray:
+        return np.asarray(self._labels, np.int64)
+
+    def subset(self, indices, spec):
+        info = dataclasses.replace(self.info, spec=spec, num_examples=len(indices), held_out=None, skipped=())
+        return FolderSource(info, [self._paths[i] for i in indices], [self._labels[i] for i in indices])
+
 
 class TfdsSource(Source):
     """A prepared TensorFlow Datasets split (decoded by TFDS)."""
@@ -145,6 +168,12 @@ class TfdsSource(Source):
         if repeat:
             ds = ds.repeat()
         return ds.skip(skip) if skip else ds
+
+    def subset(self, indices, spec):
+        keep = tf.constant(np.asarray(indices, np.int64))
+        chosen = self._dataset.enumerate().filter(lambda i, _: tf.reduce_any(tf.equal(i, keep))).map(lambda i, xy: xy)
+        info = dataclasses.replace(self.info, spec=spec, num_examples=len(indices), held_out=None)
+        return TfdsSource(info, chosen)
 
 
 def _split_spec(spec: str) -> tuple[str, str | None]:

@@ -37,7 +37,7 @@ def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "trained"
     assert main(["--method", "source-only", "--source", "digits-m", "--target", "digits-m",
                  "--steps", "80", "--batch-size", "32", "--eval-every", "80",
-                 "--checkpoint-every", "80", "--out", str(out)]) == 0
+                 "--checkpoint-every", "80", "--no-report", "--out", str(out)]) == 0
     return out
 
 

@@ -15,6 +15,8 @@ class ConfigError(UserError):
 
 
 XLA_CHOICES = ("auto", "on", "off")
+SETTINGS = ("uda", "ssl", "ssda")
+DEFAULT_TARGET = "digits-m"
 AUGMENT_ON_CHOICES = ("data", "device")
 
 
@@ -27,10 +29,15 @@ class Config:
     """
 
     source: str = "digits"
-    target: str = "digits-m"
+    target: str | None = None
     eval_target: str | None = None
     eval_source: str | None = None
     method: str = "adamatch"
+    setting: str = "uda"
+    labeled_per_class: int | None = None
+    target_labeled: str | None = None
+    pretrain_steps: int | None = None
+    finetune_steps: int | None = None
     model: str = "cnn-small"
     weights: str | None = None
     image_size: int = 32
@@ -51,13 +58,18 @@ class Config:
     strict: bool = False
     tfds_data_dir: str | None = None
     tfds_download: bool = False
+    no_report: bool = False
 
     RESUMABLE = ("steps", "xla", "checkpoint_every", "eval_every", "augment_on", "strict",
-                 "tfds_data_dir", "tfds_download")
+                 "tfds_data_dir", "tfds_download", "no_report")
     """Fields that `--resume` may change; the others are fixed by the saved config."""
 
     def validate(self) -> "Config":
-        """Raises ConfigError naming the flag and the fix; returns self."""
+        """Checks every value and fills derived ones; raises ConfigError naming the flag and the fix.
+
+        Derived: `target` (unset: the source itself for SSL, `digits-m` for the default source,
+        otherwise an error) and, for `contrastive`, `steps` = pretrain + fine-tune steps.
+        """
         def positive(name: str) -> None:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -79,7 +91,61 @@ class Config:
             raise ConfigError(f"--xla must be one of {', '.join(XLA_CHOICES)}, got {self.xla!r}")
         if self.augment_on not in AUGMENT_ON_CHOICES:
             raise ConfigError(f"--augment-on must be one of {', '.join(AUGMENT_ON_CHOICES)}, got {self.augment_on!r}")
+        self._validate_setting()
+        self._derive_phase_steps()
         return self
+
+    def _validate_setting(self) -> None:
+        if self.setting not in SETTINGS:
+            raise ConfigError(f"--setting must be one of {', '.join(SETTINGS)}, got {self.setting!r}")
+        if self.labeled_per_class is not None:
+            if not isinstance(self.labeled_per_class, int) or self.labeled_per_class < 1:
+                raise ConfigError(f"--labeled-per-class must be a positive integer, got {self.labeled_per_class!r}")
+        if self.setting == "uda":
+            if self.labeled_per_class is not None or self.target_labeled is not None:
+                raise ConfigError("--labeled-per-class and --target-labeled need --setting ssl or ssda")
+            if self.target is None:
+                if self.source != Config.source:
+                    raise ConfigError("--target is required: the unlabeled images of the domain to adapt to")
+                self.target = DEFAULT_TARGET
+        elif self.setting == "ssl":
+            if self.labeled_per_class is None:
+                raise ConfigError("--setting ssl needs --labeled-per-class K (labeled images kept per class of --source)")
+            if self.target_labeled is not None:
+                raise ConfigError("--target-labeled is for --setting ssda; SSL uses one domain")
+            self.target = self.target or self.source
+        else:
+            if self.labeled_per_class is None or self.target_labeled is None:
+                raise ConfigError("--setting ssda needs --target-labeled SPEC and --labeled-per-class K "
+                                  "(K labeled target images per class, carved from SPEC)")
+            self.target = self.target or (DEFAULT_TARGET if self.source == Config.source else None)
+            if self.target is None:
+                raise ConfigError("--target is required: the unlabeled images of the domain to adapt to")
+
+    def _derive_phase_steps(self) -> None:
+        phases = (self.pretrain_steps, self.finetune_steps)
+        if self.method != "contrastive":
+            if any(p is not None for p in phases):
+                raise ConfigError("--pretrain-steps/--finetune-steps apply to --method contrastive only")
+            return
+        for name in ("pretrain_steps", "finetune_steps"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        pretrain, finetune = phases
+        if pretrain is not None and finetune is not None:
+            self.steps = pretrain + finetune
+        elif pretrain is not None:
+            finetune = self.steps - pretrain
+        elif finetune is not None:
+            pretrain = self.steps - finetune
+        else:
+            pretrain = self.steps // 2
+            finetune = self.steps - pretrain
+        if pretrain < 1 or finetune < 1:
+            raise ConfigError(f"--steps {self.steps} leaves no room for both phases: give --pretrain-steps "
+                              "and --finetune-steps")
+        self.pretrain_steps, self.finetune_steps = pretrain, finetune
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -11,28 +11,37 @@ import os
 import sys
 
 from tfuda.cli import quiet_tensorflow, run_command
-from tfuda.config import AUGMENT_ON_CHOICES, XLA_CHOICES, Config, ConfigError, resolve
+from tfuda.config import AUGMENT_ON_CHOICES, SETTINGS, XLA_CHOICES, Config, ConfigError, resolve
 from tfuda.rundir import RunDir, write_json_atomic
 
 S = argparse.SUPPRESS
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tfuda.methods import METHODS
+
     d = Config()
     p = argparse.ArgumentParser(
         prog="python -m tfuda.train", description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=S)
     data = p.add_argument_group("data")
     data.add_argument("--source", help=f"labeled source data spec (default {d.source})")
-    data.add_argument("--target", help=f"target data spec; its labels, if any, are not trained on (default {d.target})")
+    data.add_argument("--target", help="unlabeled target data spec; labels in it are never trained on "
+                      "(default: digits-m with the default source; the source itself under --setting ssl)")
     data.add_argument("--eval-target", help="labeled target evaluation set (default: the target's held-out split, if it has one)")
     data.add_argument("--eval-source", help="labeled source evaluation set (default: the source's held-out split, if it has one)")
     data.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
     data.add_argument("--tfds-data-dir", help="TensorFlow Datasets data dir (default $TFDS_DATA_DIR)")
     data.add_argument("--tfds-download", action="store_true", help="let TFDS download missing data sets")
     data.add_argument("--flip", action="store_true", help="random horizontal flips (natural photos; not digits or text)")
+    data.add_argument("--setting", choices=SETTINGS, help="uda: labeled source + unlabeled target; ssl: K labeled "
+                      "per class + unlabeled, one domain; ssda: uda + K labeled target per class (default uda)")
+    data.add_argument("--labeled-per-class", type=int, help="K for --setting ssl (from --source) and ssda (from --target-labeled)")
+    data.add_argument("--target-labeled", help="labeled target spec to carve K per class from (--setting ssda)")
     train = p.add_argument_group("training")
-    train.add_argument("--method", help=f"training method (default {d.method})")
+    train.add_argument("--method", help=f"training method: {', '.join(METHODS)} (default {d.method})")
+    train.add_argument("--pretrain-steps", type=int, help="contrastive: steps of unlabeled pretraining (default: half of --steps)")
+    train.add_argument("--finetune-steps", type=int, help="contrastive: steps of supervised fine-tuning (default: the rest)")
     train.add_argument("--model", help=f"model architecture (default {d.model})")
     train.add_argument("--weights", help="pretrained weights for Keras Applications models: imagenet or a .weights.h5 file")
     train.add_argument("--image-size", type=int, help=f"model input side in pixels (default {d.image_size})")
@@ -51,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     run.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints (default {d.checkpoint_every})")
     run.add_argument("--eval-every", type=int, help=f"steps between evaluations (default {d.eval_every})")
+    run.add_argument("--no-report", action="store_true", help="skip the HTML report at the end (RUN/report/)")
     run.add_argument("--config", help="YAML/JSON file of flag values (underscored keys); flags given here win")
     return p
 
@@ -101,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         except NonFiniteLoss as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        if not config.no_report:
+            from tfuda.report import write_report
+
+            write_report(str(run.path))
         return 0
 
     return run_command(body)

@@ -13,6 +13,7 @@ from pipelines.augment import Augment
 from pipelines.errors import DataError, UserError
 from pipelines.feeds import FeedSpec, make_feed
 from pipelines.sources import Source, check_same_classes, open_source
+from pipelines.splits import carve_per_class
 from tfuda.config import Config
 from tfuda.engine import loop
 from tfuda.engine.checkpoints import Checkpoints
@@ -32,22 +33,38 @@ def use_xla(setting: str) -> bool:
 
 @dataclasses.dataclass
 class RunData:
-    """The opened sources of a run."""
+    """The opened sources of a run.
+
+    `source` is the labeled training set (K per class of it under SSL), `labeled_target` the
+    K-per-class labeled target images of SSDA.
+    """
 
     source: Source
     target: Source | None
     eval_target: Source | None
     eval_source: Source | None
+    labeled_target: Source | None = None
 
 
 def open_run_data(config: Config, needs_target: bool) -> RunData:
-    """Opens and checks the run's sources; defaults the eval sets to held-out splits."""
+    """Opens and checks the run's sources for its setting; defaults eval sets to held-out splits."""
     kwargs = dict(strict=config.strict, tfds_data_dir=config.tfds_data_dir,
                   tfds_download=config.tfds_download)
     source = open_source(config.source, **kwargs)
     if not source.info.labeled:
         raise DataError(f"--source '{config.source}' has no labels: give class subfolders, an npz "
                         "with 'y', or a labeled TFDS/built-in spec")
+    if config.setting != "uda" and not needs_target:
+        raise DataError(f"--setting {config.setting} needs unlabeled images, which --method {config.method} "
+                        "does not use: choose adamatch or fixmatch")
+    full_source = source
+    labeled_target = None
+    if config.setting == "ssl":
+        source = carve_per_class(source, config.labeled_per_class, config.seed, "--source")
+    elif config.setting == "ssda":
+        labeled_target = carve_per_class(open_source(config.target_labeled, **kwargs),
+                                         config.labeled_per_class, config.seed, "--target-labeled")
+        check_same_classes(source.info, labeled_target.info, "--target-labeled")
     target = open_source(config.target, **kwargs) if needs_target else None
     if target is not None:
         check_same_classes(source.info, target.info, "--target")
@@ -71,7 +88,8 @@ def open_run_data(config: Config, needs_target: bool) -> RunData:
         source=source,
         target=target,
         eval_target=eval_set("--eval-target", config.eval_target, target_held_out),
-        eval_source=eval_set("--eval-source", config.eval_source, source.info.held_out),
+        eval_source=eval_set("--eval-source", config.eval_source, full_source.info.held_out),
+        labeled_target=labeled_target,
     )
 
 
@@ -96,7 +114,7 @@ def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None)
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
     model = build_model(config.model, len(class_names), config.image_size, config.weights)
-    method = method_cls()
+    method = method_cls.from_config(config)
     method.monitor_target_labels = bool(data.target is not None and data.target.info.labeled)
     spec = FeedSpec(
         batch_size=config.batch_size,
@@ -111,15 +129,17 @@ def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None)
     adapter = Adapter(model, method, total_steps=config.steps, weight_decay=config.weight_decay,
                       ema_decay=config.ema_decay, feed_spec=spec)
     xla = use_xla(config.xla)
-    adapter.compile(optimizer=make_optimizer(config.lr, config.steps, mixed_precision=config.mixed_precision),
-                    jit_compile=xla)
+    schedule = method.learning_rate(config.lr, config.steps)
+    adapter.compile(optimizer=make_optimizer(schedule, mixed_precision=config.mixed_precision), jit_compile=xla)
     checkpoints = Checkpoints(adapter, str(run.checkpoints))
     start_step = checkpoints.restore_latest() if resume else 0
     wall_before = float(checkpoints.wall_time.numpy())
 
     unlabeled = f" + {spec.uratio * spec.batch_size} unlabeled" if data.target is not None else ""
     print(
-        f"tfuda {config.method}: {config.source} -> {config.target if data.target else '(no target)'} | "
+        f"tfuda {config.method} ({config.setting}): {data.source.info.spec}"
+        f"{' + ' + data.labeled_target.info.spec if data.labeled_target else ''} -> "
+        f"{config.target if data.target else '(no target data)'} | "
         f"{config.model} ({model.count_params() / 1e6:.2f}M params), {config.image_size}px | "
         f"batch {spec.batch_size}{unlabeled} | steps {start_step}->{config.steps} | "
         f"xla {'on' if xla else 'off'}, augment on {config.augment_on} | run {run.path}",
@@ -131,7 +151,7 @@ def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None)
                                          config.steps, scalars, progress)
     callbacks = [loop.NonFiniteGuard(), progress, scalars,
                  loop.PeriodicCheckpoint(checkpoints, config.checkpoint_every, config.steps), evaluation]
-    feed = make_feed(data.source, data.target, spec, start_step=start_step)
+    feed = make_feed(data.source, data.target, spec, start_step=start_step, labeled_extra=data.labeled_target)
     try:
         last = loop.train_loop(adapter, feed, start_step=start_step, total_steps=config.steps,
                                callbacks=callbacks, wall_time_before=wall_before)

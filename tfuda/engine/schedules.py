@@ -28,3 +28,19 @@ class CosineDecayTo(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"initial": self.initial, "total_steps": self.total_steps,
                 "final_fraction": self.final_fraction}
+
+
+@keras.saving.register_keras_serializable(package="tfuda")
+class AnnealedLR(keras.optimizers.schedules.LearningRateSchedule):
+    """lr(t) = lr0 / (1 + 10 p)^0.75 with p = min(t / T, 1): DANN's annealing (Ganin & Lempitsky)."""
+
+    def __init__(self, initial: float, total_steps: int):
+        self.initial = float(initial)
+        self.total_steps = int(total_steps)
+
+    def __call__(self, step):
+        progress = tf.minimum(tf.cast(step, tf.float32) / float(max(self.total_steps, 1)), 1.0)
+        return self.initial / tf.pow(1.0 + 10.0 * progress, 0.75)
+
+    def get_config(self):
+        return {"initial": self.initial, "total_steps": self.total_steps}

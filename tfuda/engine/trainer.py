@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from pipelines.feeds import FeedSpec, apply_views
 from tfuda.engine.ema import EMA
-from tfuda.engine.schedules import CosineDecayTo
 from tfuda.methods.base import Method
 
 
@@ -75,14 +74,13 @@ class Adapter(keras.Model):
         return {"loss": total, **logs, "losses/weight_decay": decay, "monitors/lr": lr}
 
 
-def make_optimizer(lr: float, total_steps: int, *, mixed_precision: bool = False,
-                   momentum: float = 0.9) -> keras.optimizers.Optimizer:
-    """SGD with Nesterov momentum and AdaMatch's cosine decay (to lr/4 at the last step).
+def make_optimizer(schedule: keras.optimizers.schedules.LearningRateSchedule | float, *,
+                   mixed_precision: bool = False, momentum: float = 0.9) -> keras.optimizers.Optimizer:
+    """SGD with Nesterov momentum 0.9 following `schedule` (see `Method.learning_rate`).
 
     With `mixed_precision`, wrapped in a dynamic `LossScaleOptimizer`.
     """
-    optimizer = keras.optimizers.SGD(
-        learning_rate=CosineDecayTo(lr, total_steps), momentum=momentum, nesterov=True)
+    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=momentum, nesterov=True)
     if mixed_precision:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -5,9 +5,13 @@ from __future__ import annotations
 from pipelines.errors import UserError
 from tfuda.methods.adamatch import AdaMatch
 from tfuda.methods.base import Method
+from tfuda.methods.contrastive import Contrastive
+from tfuda.methods.dann import DANN
+from tfuda.methods.fixmatch import FixMatch
 from tfuda.methods.source_only import SourceOnly
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (AdaMatch, SourceOnly)}
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls for cls in (AdaMatch, FixMatch, DANN, Contrastive, SourceOnly)}
 
 
 def method_class(name: str) -> type[Method]:

@@ -46,6 +46,11 @@ class Method:
     def __init__(self, **hparams: Any):
         self.hparams = hparams
 
+    @classmethod
+    def from_config(cls, config) -> "Method":
+        """The method with hyper-parameters taken from a `tfuda.config.Config` (default: none)."""
+        return cls()
+
     def build(self, model: keras.Model) -> None:
         """Creates method-owned layers for `model` (default: none)."""
 
@@ -66,6 +71,12 @@ class Method:
           named scalars, `losses/...` and `monitors/...`, that the loop logs.
         """
         raise NotImplementedError
+
+    def learning_rate(self, lr: float, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+        """The method's learning-rate schedule (default: AdaMatch/FixMatch cosine decay to lr/4)."""
+        from tfuda.engine.schedules import CosineDecayTo
+
+        return CosineDecayTo(lr, total_steps)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, **self.hparams}

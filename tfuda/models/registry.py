@@ -36,4 +36,4 @@ def build_model(name: str, num_classes: int, image_size: int, weights: str | Non
 
 def embedding_model(model: keras.Model) -> keras.Model:
     """A model sharing `model`'s layers that returns `(embedding [B, D], logits [B, K])`."""
-    return keras.Model(model.inputs, [model.get_layer(EMBEDDING).output, model.get_layer(LOGITS).output])
+    return keras.Model(model.input, [model.get_layer(EMBEDDING).output, model.get_layer(LOGITS).output])

@@ -1,0 +1,55 @@
+"""Every method on digits -> digits-m with the same step budget and seed; a table in markdown.
+
+    python bench/methods.py [--steps 1500] [--seed 0] [--out bench/out/methods]
+
+Runs source-only, AdaMatch, FixMatch, DANN, contrastive (half pretraining, half fine-tuning)
+and the labeled-target oracle with the CLI defaults otherwise (each method's own unlabeled
+ratio and schedules), evaluates on `digits-m:test`, and prints/writes `methods.md`: method,
+target accuracy, source accuracy, wall time, fraction of the source-only -> oracle gap closed.
+Finished runs in `--out` are reused, so an interrupted benchmark can be continued.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from accuracy import RUNS, gap_closed, run_all
+
+METHOD_RUNS = {
+    "source-only": RUNS["source-only"],
+    "adamatch": RUNS["adamatch"],
+    "fixmatch": ["--method", "fixmatch", "--source", "digits", "--target", "digits-m"],
+    "dann": ["--method", "dann", "--source", "digits", "--target", "digits-m"],
+    "contrastive": ["--method", "contrastive", "--source", "digits", "--target", "digits-m"],
+    "oracle": RUNS["oracle"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=f"bench/out/methods-{time.strftime('%Y%m%d-%H%M%S')}")
+    args, extra = parser.parse_known_args()
+    out = Path(args.out)
+    results = run_all(METHOD_RUNS, args.steps, args.seed, out, extra)
+    acc = {name: m["target_accuracy"] for name, m in results.items()}
+    rows = [f"digits -> digits-m, cnn-small, {args.steps} steps per run, seed {args.seed}, "
+            f"{os.cpu_count()} CPU cores; target accuracy on digits-m:test", "",
+            "| method | target accuracy | source accuracy | wall time | gap closed |",
+            "|---|---|---|---|---|"]
+    for name, m in results.items():
+        closed = gap_closed(acc["source-only"], acc[name], acc["oracle"])
+        rows.append(f"| {name} | {m['target_accuracy']:.4f} | {m['source_accuracy']:.4f} | "
+                    f"{m['wall_time_s']:.0f} s | {closed:.0%} |")
+    text = "\n".join(rows)
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "methods.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Train-step figures, measured side by side in one run.
+
+    python bench/train_step.py [--model cnn-small] [--batch-size 64] [--uratio 3] [--steps 20]
+
+Prints:
+  * ms/step of the AdaMatch step and of a plain supervised step on the same total batch (all
+    images of AdaMatch's joint pass), and their ratio (the adaptation overhead; goal <= 1.6x);
+  * the AdaMatch step with XLA on vs off;
+  * the feed's headroom: feed images/s / step images/s (goal >= 3: the step never starves);
+  * achieved GFLOP/s of the AdaMatch step (model FLOPs counted from the graph, x3 for the
+    backward pass) as a fraction of this machine's dense float32 matmul GFLOP/s.
+Steps run on one fixed batch so the feed's cost is measured separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from pipelines.feeds import FeedSpec, make_feed  # noqa: E402
+from pipelines.sources import open_source  # noqa: E402
+from tfuda.engine.trainer import Adapter, make_optimizer  # noqa: E402
+from tfuda.methods import AdaMatch, SourceOnly  # noqa: E402
+from tfuda.models import build_model  # noqa: E402
+
+SIZE = 32
+
+
+def ms_per_step(method, batch: dict, model_name: str, steps: int, xla: bool) -> float:
+    keras.utils.set_random_seed(0)
+    adapter = Adapter(build_model(model_name, 10, SIZE), method, total_steps=1000)
+    adapter.compile(optimizer=make_optimizer(method.learning_rate(0.03, 1000)), jit_compile=xla)
+    adapter.make_train_function()
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    for _ in range(3):
+        adapter.train_function(iterator)["loss"].numpy()
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = adapter.train_function(iterator)
+    logs["loss"].numpy()
+    return (time.perf_counter() - start) / steps * 1000
+
+
+def forward_flops_per_image(model_name: str) -> float:
+    """Float ops of one forward pass, counted by the TF profiler on the traced graph."""
+    model = build_model(model_name, 10, SIZE)
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec([1, SIZE, SIZE, 3], tf.float32))
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return float(tf.compat.v1.profiler.profile(fn.graph, options=options).total_float_ops)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    mm = tf.function(lambda: tf.matmul(a, b))
+    mm().numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = mm()
+    out.numpy()
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="cnn-small")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--uratio", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    b, u = args.batch_size, args.batch_size * args.uratio
+    views = ("weak", "strong")
+    spec = FeedSpec(b, args.uratio, SIZE, views, views, seed=0)
+    source, target = open_source("digits"), open_source("digits-m")
+    feed = iter(make_feed(source, target, spec))
+    batch = next(feed)
+
+    adamatch = ms_per_step(AdaMatch(), batch, args.model, args.steps, xla=False)
+    adamatch_xla = ms_per_step(AdaMatch(), batch, args.model, args.steps, xla=True)
+    joint = 2 * b + 2 * u
+    all_images = tf.concat([batch["source"]["weak"], batch["source"]["strong"],
+                            batch["target"]["weak"], batch["target"]["strong"]], 0)
+    labels = tf.concat([batch["source"]["labels"]] * 2 + [tf.zeros([2 * u], tf.int64)], 0)
+    supervised_batch = {"seed": batch["seed"], "source": {"weak": all_images, "labels": labels}}
+    supervised = ms_per_step(SourceOnly(), supervised_batch, args.model, args.steps, xla=False)
+
+    next(feed)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        next(feed)
+    feed_rate = args.steps * (b + u) / (time.perf_counter() - start)
+    step_rate = (b + u) / (adamatch / 1000)
+
+    flops = forward_flops_per_image(args.model) * 3 * (joint + 2 * b)
+    achieved = flops / (adamatch / 1000) / 1e9
+    peak = matmul_gflops()
+
+    print(f"{args.model}, {b} source + {u} target images/step at {SIZE}x{SIZE}, {os.cpu_count()} CPU cores")
+    print(f"  AdaMatch step (XLA off):              {adamatch:8.1f} ms")
+    print(f"  supervised step, same {joint} images:   {supervised:8.1f} ms")
+    print(f"  adaptation overhead ratio:            {adamatch / supervised:8.2f}x  (goal <= 1.6x)")
+    print(f"  AdaMatch step (XLA on):               {adamatch_xla:8.1f} ms  ({adamatch_xla / adamatch:.2f}x XLA off)")
+    print(f"  feed {feed_rate:.0f} images/s vs step {step_rate:.0f} images/s: headroom {feed_rate / step_rate:.1f}x (goal >= 3)")
+    print(f"  step compute {flops / 1e9:.2f} GFLOP -> {achieved:.1f} GFLOP/s = "
+          f"{achieved / peak:.1%} of dense matmul {peak:.0f} GFLOP/s measured now")
+
+
+if __name__ == "__main__":
+    main()

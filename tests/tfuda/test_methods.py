@@ -1,0 +1,139 @@
+"""FixMatch, DANN, contrastive and the settings: pieces checked by hand, then each end to end."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from export.savedmodel import main as export_main
+from pipelines.sources import open_source
+from pipelines.splits import carve_per_class, per_class_indices
+from tfuda.engine.schedules import AnnealedLR
+from tfuda.methods.contrastive import nt_xent
+from tfuda.methods.dann import grl_lambda, reverse_gradient
+from tfuda.methods.fixmatch import fixed_threshold_mask
+from tfuda.train import main
+
+
+def test_gradient_reversal_flips_and_scales():
+    x = tf.constant([[1.0, -2.0, 3.0]])
+    scale = tf.constant(0.3)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = reverse_gradient(x, scale)
+        loss = tf.reduce_sum(y * tf.constant([[2.0, 5.0, -1.0]]))
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_allclose(tape.gradient(loss, x), [[-0.6, -1.5, 0.3]], rtol=1e-6)
+
+
+def test_dann_schedules():
+    assert float(grl_lambda(tf.constant(0.0))) == pytest.approx(0.0)
+    assert float(grl_lambda(tf.constant(1.0))) == pytest.approx(2 / (1 + math.exp(-10)) - 1)
+    assert float(grl_lambda(tf.constant(0.1))) == pytest.approx(2 / (1 + math.exp(-1)) - 1, rel=1e-6)
+    schedule = AnnealedLR(0.01, 100)
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(50)) == pytest.approx(0.01 / 6**0.75, rel=1e-6)
+    assert float(schedule(100)) == pytest.approx(0.01 / 11**0.75, rel=1e-6)
+    assert AnnealedLR.from_config(schedule.get_config()).get_config() == schedule.get_config()
+
+
+def test_fixmatch_mask_uses_a_fixed_threshold():
+    probs = tf.constant([[0.96, 0.04], [0.94, 0.06], [0.5, 0.5], [0.0, 1.0]])
+    np.testing.assert_array_equal(fixed_threshold_mask(probs, 0.95), [1, 0, 0, 1])
+
+
+def test_nt_xent_on_a_hand_made_batch():
+    # Two images, views identical and orthogonal to the other image: similarity 1 with the
+    # positive, 0 with each of the 2 negatives.
+    z = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    t = 0.5
+    expected = -math.log(math.exp(1 / t) / (math.exp(1 / t) + 2 * math.exp(0)))
+    assert float(nt_xent(z, z, t)) == pytest.approx(expected, rel=1e-6)
+    # Swapping the positives makes it worse.
+    assert float(nt_xent(z, z[::-1], t)) > expected
+
+
+def test_per_class_split_is_per_class_and_deterministic():
+    labels = np.array([0, 1, 2] * 10)
+    first = per_class_indices(labels, 3, 3, seed=5)
+    assert np.bincount(labels[first]).tolist() == [3, 3, 3]
+    np.testing.assert_array_equal(first, per_class_indices(labels, 3, 3, seed=5))
+    assert not np.array_equal(first, per_class_indices(labels, 3, 3, seed=6))
+    carved = carve_per_class(open_source("digits"), 2, 0, "--source")
+    assert carved.info.num_examples == 20
+    assert sorted(int(y) for _, y in carved.dataset().as_numpy_iterator()) == sorted(list(range(10)) * 2)
+    from pipelines.errors import DataError
+
+    with pytest.raises(DataError, match="fewer than --labeled-per-class"):
+        carve_per_class(open_source("digits:test"), 1000, 0, "--source")
+
+
+ARGS = ["--steps", "3", "--batch-size", "4", "--eval-every", "100", "--checkpoint-every", "100", "--no-report"]
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("fixmatch", ["--uratio", "2"]),
+    ("dann", []),
+    ("contrastive", ["--pretrain-steps", "2", "--finetune-steps", "2"]),
+    ("source-only", []),
+])
+def test_each_method_trains_and_exports(tmp_path, method, extra):
+    run = tmp_path / "run"
+    assert main([*ARGS, "--method", method, *extra, "--out", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["config"]["method"] == method
+    assert metrics["steps"] == (4 if method == "contrastive" else 3)
+    assert 0 <= metrics["target_accuracy"] <= 1
+    assert export_main(["--run", str(run), "--out", str(tmp_path / "exp"), "--formats", "savedmodel",
+                        "--max-eval-images", "32"]) == 0
+    assert (tmp_path / "exp" / "serving" / "tfuda" / "1" / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize("name, keys", [
+    ("dann", {"losses/source", "losses/domain", "monitors/grl_lambda", "monitors/domain_accuracy"}),
+    ("contrastive", {"losses/contrastive", "losses/source", "monitors/phase"}),
+    ("fixmatch", {"losses/source", "losses/target", "monitors/mask_rate"}),
+])
+def test_methods_return_finite_losses_and_their_monitors(name, keys):
+    from pipelines.feeds import FeedSpec, make_feed
+    from tfuda.methods import METHODS
+    from tfuda.models import build_model
+
+    cls = METHODS[name]
+    spec = FeedSpec(4, 1, 16, cls.source_views, cls.target_views)
+    batch = next(iter(make_feed(open_source("digits"), open_source("digits-m"), spec)))
+    model = build_model("cnn-small", 10, 16)
+    method = cls()
+    method.build(model)
+    for progress in (0.2, 0.8):
+        loss, logs = method.loss(model, batch, tf.constant(progress))
+        assert np.isfinite(float(loss)) and set(logs) == keys
+    if name == "contrastive":  # phase 0 below pretrain_fraction (0.5), 1 above
+        assert float(method.loss(model, batch, tf.constant(0.2))[1]["monitors/phase"]) == 0.0
+        assert float(method.loss(model, batch, tf.constant(0.8))[1]["monitors/phase"]) == 1.0
+
+
+@pytest.mark.parametrize("extra, printed", [
+    (["--setting", "ssl", "--source", "digits", "--labeled-per-class", "2"], "digits[2/class] -> digits"),
+    (["--setting", "ssda", "--target-labeled", "digits-m", "--labeled-per-class", "1"],
+     "digits + digits-m[1/class] -> digits-m"),
+])
+def test_ssl_and_ssda_settings_run(tmp_path, capsys, extra, printed):
+    assert main([*ARGS, *extra, "--out", str(tmp_path / "run")]) == 0
+    assert printed in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--setting", "ssl"], "--setting ssl needs --labeled-per-class"),
+    (["--setting", "ssda", "--labeled-per-class", "2"], "--setting ssda needs --target-labeled"),
+    (["--labeled-per-class", "2"], "need --setting ssl or ssda"),
+    (["--setting", "ssl", "--labeled-per-class", "2", "--method", "source-only"], "choose adamatch or fixmatch"),
+    (["--source", "digits-m:test"], "--target is required"),
+    (["--pretrain-steps", "3"], "apply to --method contrastive only"),
+    (["--method", "nope"], "known methods: adamatch, fixmatch, dann, contrastive, source-only"),
+])
+def test_settings_that_do_not_fit_the_data(tmp_path, capsys, argv, message):
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err

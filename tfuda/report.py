@@ -1,0 +1,336 @@
+"""`python -m tfuda.report --run RUN_DIR`: see what adaptation did, as pictures.
+
+Writes `RUN_DIR/report/index.html` (self-contained: images embedded) and beside it:
+
+  samples.png     source and target samples with the weak and strong views the model saw
+  curves.png      losses, mask rate, pseudo-label accuracy, threshold, learning rate, eval accuracy
+  embedding.png   2-D map (t-SNE, or PCA) of penultimate features, by domain and by class;
+                  the source-only `--baseline` run and the adapted run side by side
+  per_class.png   per-class target accuracy
+  confusion.png   target confusion matrix
+
+`python -m tfuda.train` makes it at the end of a run (unless `--no-report`), and
+`python -m export.savedmodel` makes it again with the export verification table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.errors import UserError
+from tfuda.cli import quiet_tensorflow, run_command
+from tfuda.rundir import RunDir
+
+REPORT_DIR = "report"
+IMAGES = ("samples.png", "curves.png", "embedding.png", "per_class.png", "confusion.png")
+MAX_POINTS = 500
+
+
+def _log(message: str) -> None:
+    print(f"report: {message}", flush=True)
+
+
+def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """All TensorBoard scalars under `log_dir`: {tag: [(step, value), ...]} sorted by step."""
+    import tensorflow as tf
+
+    scalars: dict[str, dict[int, float]] = {}
+    for event_file in sorted(log_dir.rglob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(event_file)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+                scalars.setdefault(value.tag, {})[event.step] = number
+    return {tag: sorted(points.items()) for tag, points in scalars.items()}
+
+
+def _figure(rows: int, cols: int, size=(4.0, 3.2)):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    return plt, fig, axes
+
+
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_samples(config: dict, path: Path, count: int = 8) -> None:
+    """Rows: source/target x (input, weak, strong), as the feed makes them for this run."""
+    from pipelines.augment import Augment
+    from pipelines.feeds import preprocessed_batches
+    from pipelines.sources import open_source
+    import tensorflow as tf
+
+    size = config["image_size"]
+    policy = Augment(flip=config.get("flip", False))
+    rows = []
+    for name in ("source", "target"):
+        spec = config.get(name)
+        if not spec:
+            continue
+        images, _ = next(iter(preprocessed_batches(open_source(spec), count, size, shuffle_seed=config["seed"])))
+        seed = tf.constant([config["seed"], 0], tf.int64)
+        views = policy.views(images, ("weak", "strong"), seed)
+        rows += [(f"{name}", images.numpy()), (f"{name} weak", views["weak"].numpy()),
+                 (f"{name} strong", views["strong"].numpy())]
+    plt, fig, axes = _figure(len(rows), count, size=(1.2, 1.3))
+    for r, (label, batch) in enumerate(rows):
+        for c in range(count):
+            axis = axes[r][c]
+            axis.imshow(np.clip(batch[c], 0, 255).astype(np.uint8) if c < len(batch) else np.zeros((size, size, 3)))
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if c == 0:
+                axis.set_ylabel(label, fontsize=8)
+    _save(plt, fig, path)
+
+
+CURVE_GROUPS = (
+    ("losses", lambda tag: tag.startswith("losses/") and tag != "losses/weight_decay" or tag == "loss"),
+    ("mask rate / threshold", lambda tag: tag in ("monitors/mask_rate", "monitors/threshold")),
+    ("pseudo-label accuracy", lambda tag: "pseudo_label_acc" in tag),
+    ("learning rate", lambda tag: tag == "monitors/lr"),
+    ("eval accuracy", lambda tag: tag.startswith("eval/")),
+)
+
+
+def plot_curves(scalars: dict, path: Path) -> list[str]:
+    """One panel per group of scalars; returns the groups that had no data."""
+    plt, fig, axes = _figure(1, len(CURVE_GROUPS))
+    missing = []
+    for axis, (title, wanted) in zip(axes[0], CURVE_GROUPS):
+        tags = sorted(tag for tag in scalars if wanted(tag))
+        for tag in tags:
+            steps, values = zip(*scalars[tag])
+            axis.plot(steps, values, label=tag, marker="o" if len(steps) < 5 else None)
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("step")
+        if tags:
+            axis.legend(fontsize=7)
+        else:
+            missing.append(title)
+            axis.text(0.5, 0.5, "not logged in this run", ha="center", va="center", transform=axis.transAxes)
+    _save(plt, fig, path)
+    return missing
+
+
+def embed_features(run: RunDir, specs: dict[str, str], max_points: int, method: str) -> dict:
+    """Penultimate features of each domain's eval set, reduced to 2-D together."""
+    from pipelines.feeds import preprocessed_batches
+    from pipelines.sources import open_source
+    from tfuda.models import embedding_model
+
+    model = run.load_model()
+    features_model = embedding_model(model)
+    size = run.image_size()
+    features, domains, labels = [], [], []
+    for domain, spec in specs.items():
+        source = open_source(spec)
+        count = 0
+        for images, batch_labels in preprocessed_batches(source, 256, size):
+            embedding, _ = features_model(images.numpy().astype(np.float32), training=False)
+            take = min(len(images), max_points - count)
+            features.append(np.asarray(embedding)[:take])
+            labels.append(batch_labels.numpy()[:take])
+            domains += [domain] * take
+            count += take
+            if count >= max_points:
+                break
+    x = np.concatenate(features)
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        points = PCA(2, random_state=0).fit_transform(x)
+    else:
+        from sklearn.manifold import TSNE
+
+        points = TSNE(2, init="pca", random_state=0, perplexity=min(30, max(2, len(x) // 4))).fit_transform(x)
+    return {"points": points, "domains": np.array(domains), "labels": np.concatenate(labels)}
+
+
+def plot_embeddings(panels: list[tuple[str, dict]], class_names: list[str], path: Path) -> None:
+    plt, fig, axes = _figure(len(panels), 2, size=(4.5, 4.0))
+    for row, (title, data) in enumerate(panels):
+        points, domains, labels = data["points"], data["domains"], data["labels"]
+        for domain, marker in (("source", "o"), ("target", "^")):
+            chosen = domains == domain
+            axes[row][0].scatter(*points[chosen].T, s=6, marker=marker, label=domain, alpha=0.6)
+            scatter = axes[row][1].scatter(*points[chosen].T, s=6, marker=marker, c=labels[chosen],
+                                           cmap="tab10", vmin=0, vmax=max(9, len(class_names) - 1), alpha=0.7)
+        axes[row][0].set_title(f"{title}: by domain", fontsize=10)
+        axes[row][0].legend(fontsize=8)
+        axes[row][1].set_title(f"{title}: by class (o source, ^ target)", fontsize=10)
+        if len(class_names) <= 20:
+            fig.colorbar(scatter, ax=axes[row][1], ticks=range(len(class_names))).ax.set_yticklabels(class_names, fontsize=7)
+    _save(plt, fig, path)
+
+
+def plot_per_class(per_class: dict, path: Path) -> None:
+    plt, fig, axes = _figure(1, 1, size=(max(4.0, 0.4 * len(per_class)), 3.2))
+    names = list(per_class)
+    values = [per_class[n] if per_class[n] is not None else 0.0 for n in names]
+    axes[0][0].bar(names, values, color="tab:blue")
+    axes[0][0].set_ylim(0, 1)
+    axes[0][0].set_ylabel("target accuracy")
+    axes[0][0].tick_params(axis="x", labelrotation=90 if len(names) > 12 else 0)
+    _save(plt, fig, path)
+
+
+def plot_confusion(confusion: list[list[int]], class_names: list[str], path: Path) -> None:
+    matrix = np.asarray(confusion)
+    side = max(4.0, 0.35 * len(class_names))
+    plt, fig, axes = _figure(1, 1, size=(side + 1, side))
+    axis = axes[0][0]
+    image = axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(class_names)), class_names, fontsize=7, rotation=90 if len(class_names) > 12 else 0)
+    axis.set_yticks(range(len(class_names)), class_names, fontsize=7)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    if len(class_names) <= 15:
+        for (i, j), count in np.ndenumerate(matrix):
+            axis.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                      color="white" if count > matrix.max() / 2 else "black")
+    fig.colorbar(image, ax=axis)
+    _save(plt, fig, path)
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
+
+
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
+    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def summary_rows(metrics: dict) -> list[tuple[str, str]]:
+    """The summary table: the same numbers as metrics.json."""
+    config = metrics.get("config", {})
+    return [
+        ("method", _fmt(config.get("method"))),
+        ("setting", _fmt(config.get("setting", "uda"))),
+        ("data", _fmt(f"{config.get('source')} -> {config.get('target')}")),
+        ("model", _fmt(config.get("model"))),
+        ("steps", _fmt(metrics.get("steps"))),
+        ("wall time (s)", _fmt(metrics.get("wall_time_s"), 1)),
+        ("source accuracy", _fmt(metrics.get("source_accuracy"))),
+        ("target accuracy", _fmt(metrics.get("target_accuracy"))),
+        ("target evaluation set", _fmt(metrics.get("eval_target"))),
+        ("status", _fmt(metrics.get("status"))),
+    ]
+
+
+def export_rows(report: dict) -> list[tuple[str, ...]]:
+    rows = [("keras (reference)", "", _fmt(report["keras"]["accuracy"]), "", "", _fmt(report["keras"]["latency_ms_p50"], 2), "")]
+    for a in report["artifacts"]:
+        rows.append((html.escape(f"{a['format']} {a['precision']}"), f"{a['bytes'] / 1024:.0f} KiB",
+                     _fmt(a["accuracy"]), _fmt(a["agreement"]), _fmt(a["max_abs_prob_diff"], 5),
+                     _fmt(a["latency_ms_p50"], 2), "yes" if a["passed"] else "NO"))
+    return rows
+
+
+def write_report(run_path: str, *, export_report: str | None = None, baseline: str | None = None,
+                 embedding: str = "tsne", max_points: int = MAX_POINTS) -> Path:
+    """Builds the report of a finished run; returns the path of index.html."""
+    run = RunDir(run_path)
+    run.check_model()
+    metrics = run.metrics()
+    config = run.config()
+    class_names = run.class_names()
+    out = run.path / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    notes: list[str] = []
+
+    _log("samples")
+    plot_samples(config, out / "samples.png")
+    _log("training curves")
+    missing = plot_curves(read_scalars(run.logs), out / "curves.png")
+    if missing:
+        notes.append(f"Not logged in this run: {', '.join(missing)} (pseudo-label accuracy needs target "
+                     "labels for monitoring; curves are written every 10 steps).")
+
+    specs = {"source": metrics.get("eval_source") or config["source"],
+             "target": metrics.get("eval_target") or config.get("target")}
+    specs = {k: v for k, v in specs.items() if v}
+    _log(f"features and {embedding.upper()} of up to {max_points} images per domain")
+    panels = []
+    if baseline:
+        base = RunDir(baseline)
+        base.check_model()
+        panels.append((f"baseline ({base.config().get('method')})", embed_features(base, specs, max_points, embedding)))
+    else:
+        notes.append("No --baseline run given: the embedding map shows the adapted model alone. Train a "
+                     "source-only run (python -m tfuda.train --method source-only ...) and pass it as --baseline "
+                     "to compare.")
+    panels.append((f"adapted ({config.get('method')})", embed_features(run, specs, max_points, embedding)))
+    plot_embeddings(panels, class_names, out / "embedding.png")
+
+    images = ["samples.png", "curves.png", "embedding.png"]
+    if metrics.get("per_class_target_accuracy"):
+        plot_per_class(metrics["per_class_target_accuracy"], out / "per_class.png")
+        plot_confusion(metrics["target_confusion"], class_names, out / "confusion.png")
+        images += ["per_class.png", "confusion.png"]
+    else:
+        notes.append("No labeled target evaluation set: no per-class accuracy or confusion matrix "
+                     "(give --eval-target when training).")
+
+    export_html = "<p>No export yet: run <code>python -m export.savedmodel --run RUN</code>; it remakes this report with its verification table.</p>"
+    if export_report:
+        try:
+            report = json.loads(Path(export_report).read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"--export-report '{export_report}' cannot be read: {err}") from None
+        export_html = (f"<p>Export <b>{html.escape(str(report.get('name')))}</b> version {report.get('version')}, "
+                       f"{report.get('num_images')} images of {html.escape(str(report.get('eval_set')))}.</p>"
+                       + _table(export_rows(report), ("artifact", "size", "accuracy", "agreement",
+                                                      "max |Δp|", "p50 latency ms", "passed")))
+    sections = "".join(
+        f"<h2>{html.escape(name.removesuffix('.png').replace('_', ' '))}</h2>"
+        f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode((out / name).read_bytes()).decode()}">'
+        f'<p class="file"><a href="{name}">{name}</a></p>' for name in images)
+    notes_html = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tfuda report: {html.escape(run.path.name)}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}.note{{color:#a60}}</style></head>
+<body><h1>tfuda report: {html.escape(str(run.path))}</h1>
+<h2>summary</h2>{_table(summary_rows(metrics))}
+<h2>export verification</h2>{export_html}
+{notes_html}{sections}</body></html>"""
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    _log(f"wrote {index}")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(prog="python -m tfuda.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="run directory")
+    parser.add_argument("--export-report", help="an export's reports/NAME/<version>.json to include")
+    parser.add_argument("--baseline", help="a source-only run directory to compare embeddings with")
+    parser.add_argument("--embedding", choices=("tsne", "pca"), default="tsne")
+    parser.add_argument("--max-points", type=int, default=MAX_POINTS, help="images per domain in the embedding map")
+    args = parser.parse_args(argv)
+    return run_command(lambda: write_report(args.run, export_report=args.export_report, baseline=args.baseline,
+                                            embedding=args.embedding, max_points=args.max_points) and 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

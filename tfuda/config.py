@@ -59,9 +59,10 @@ class Config:
     tfds_data_dir: str | None = None
     tfds_download: bool = False
     no_report: bool = False
+    strategy: str = "default"
 
     RESUMABLE = ("steps", "xla", "checkpoint_every", "eval_every", "augment_on", "strict",
-                 "tfds_data_dir", "tfds_download", "no_report")
+                 "tfds_data_dir", "tfds_download", "no_report", "strategy")
     """Fields that `--resume` may change; the others are fixed by the saved config."""
 
     def validate(self) -> "Config":
@@ -91,6 +92,10 @@ class Config:
             raise ConfigError(f"--xla must be one of {', '.join(XLA_CHOICES)}, got {self.xla!r}")
         if self.augment_on not in AUGMENT_ON_CHOICES:
             raise ConfigError(f"--augment-on must be one of {', '.join(AUGMENT_ON_CHOICES)}, got {self.augment_on!r}")
+        from tfuda.engine.distribute import STRATEGIES
+
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         self._validate_setting()
         self._derive_phase_steps()
         return self

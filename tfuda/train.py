@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shutil
 import sys
+import tempfile
 
 from tfuda.cli import quiet_tensorflow, run_command
 from tfuda.config import AUGMENT_ON_CHOICES, SETTINGS, XLA_CHOICES, Config, ConfigError, resolve
+from tfuda.engine.distribute import STRATEGIES, is_chief
 from tfuda.rundir import RunDir, write_json_atomic
 
 S = argparse.SUPPRESS
@@ -55,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--xla", choices=XLA_CHOICES, help="compile the train step with XLA (auto: on with a GPU)")
     train.add_argument("--augment-on", choices=AUGMENT_ON_CHOICES, help="augment in tf.data or inside the train step (default data)")
     train.add_argument("--mixed-precision", action="store_true", help="mixed_float16 with loss scaling (GPU)")
+    train.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy: default (one device), mirrored "
+                       "(local GPUs), multiworker (TF_CONFIG), tpu; --batch-size is per replica")
     run = p.add_argument_group("run directory")
     run.add_argument("--out", help="run directory (default runs/<UTC time>-<method>)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -85,7 +90,9 @@ def prepare_run(cli: dict) -> tuple[Config, RunDir, bool]:
         config = resolve(cli, config_file)
         config.out = config.out or _default_out(config.method)
         run = RunDir(config.out)
-        if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
+        if not is_chief():  # other workers of a multi-worker run write to a scratch directory
+            run = RunDir(tempfile.mkdtemp(prefix="tfuda-worker-"))
+        elif run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
             raise ConfigError(f"--out '{run.path}' exists and is not empty: choose a new directory, "
                               "or add --resume to continue that run")
     try:
@@ -111,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         except NonFiniteLoss as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        if not is_chief():
+            shutil.rmtree(run.path, ignore_errors=True)
+            return 0
         if not config.no_report:
             from tfuda.report import write_report
 

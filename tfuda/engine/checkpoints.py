@@ -33,7 +33,6 @@ class Checkpoints:
         path = self.manager.latest_checkpoint
         if path is None:
             return 0
-        self.adapter.optimizer.build(self.adapter.train_variables)
         self.checkpoint.restore(path).assert_existing_objects_matched()
         return int(self.adapter.optimizer.iterations.numpy())
 

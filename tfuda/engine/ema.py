@@ -27,10 +27,25 @@ class EMA:
         self.average.trainable = False
 
     def update(self, step: tf.Tensor) -> None:
-        """One EMA step; `step` is the (0-based) optimizer step that just finished."""
+        """One EMA step; `step` is the (0-based) optimizer step that just finished.
+
+        Under a distribution strategy the update runs once, in cross-replica context, on each
+        mirrored copy (the replicas hold the same weights after the synchronised step).
+        """
         decay = ema_decay(step, self.decay)
+        if tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
+            tf.distribute.get_replica_context().merge_call(self._apply, args=(decay,))
+        else:
+            self._apply(None, decay)
+
+    def _apply(self, strategy: tf.distribute.Strategy | None, decay: tf.Tensor) -> None:
+        def step(avg, var, decay):
+            if avg.dtype.is_floating:
+                return avg.assign(decay * avg + (1.0 - decay) * var)
+            return avg.assign(var)
+
         for avg, var in zip(self.average.weights, self.model.weights):
-            if avg.dtype.startswith("float"):
-                avg.assign(decay * avg + (1.0 - decay) * var)
+            if strategy is None:
+                step(avg.value, var.value, decay)
             else:
-                avg.assign(var)
+                strategy.extended.update(avg.value, step, args=(var.value, decay), group=False)

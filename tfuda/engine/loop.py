@@ -8,6 +8,7 @@ import time
 from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfuda.engine.checkpoints import Checkpoints
@@ -161,7 +162,7 @@ def train_loop(adapter: Adapter, feed: tf.data.Dataset, *, start_step: int, tota
     callback_list.on_train_begin()
     for step in range(start_step, total_steps):
         outputs = adapter.train_function(iterator)
-        logs = {key: float(value) for key, value in outputs.items()}
+        logs = {key: float(np.reshape(value, -1)[0]) for key, value in outputs.items()}
         logs[WALL_TIME] = wall_time_before + time.perf_counter() - start
         callback_list.on_train_batch_end(step, logs)
         if adapter.stop_training:

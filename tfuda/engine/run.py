@@ -17,6 +17,7 @@ from pipelines.splits import carve_per_class
 from tfuda.config import Config
 from tfuda.engine import loop
 from tfuda.engine.checkpoints import Checkpoints
+from tfuda.engine.distribute import is_chief, make_strategy, split_for_replicas
 from tfuda.engine.evaluate import evaluate
 from tfuda.engine.trainer import Adapter, make_optimizer
 from tfuda.methods import method_class
@@ -107,17 +108,21 @@ def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None)
       loop.NonFiniteLoss: the loss went NaN/inf (metrics.json then says `failed`).
     """
     stream = stream or sys.stdout
+    strategy = make_strategy(config.strategy)  # first: multi-worker needs it before other ops
+    replicas = strategy.num_replicas_in_sync
+    chief = is_chief()
     method_cls = method_class(config.method)
     data = open_run_data(config, needs_target=bool(method_cls.target_views))
     class_names = list(data.source.info.class_names)
 
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
-    model = build_model(config.model, len(class_names), config.image_size, config.weights)
+    with strategy.scope():
+        model = build_model(config.model, len(class_names), config.image_size, config.weights)
     method = method_cls.from_config(config)
     method.monitor_target_labels = bool(data.target is not None and data.target.info.labeled)
     spec = FeedSpec(
-        batch_size=config.batch_size,
+        batch_size=config.batch_size * replicas,
         uratio=config.uratio or method_cls.default_uratio,
         image_size=config.image_size,
         source_views=method_cls.source_views,
@@ -126,11 +131,12 @@ def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None)
         seed=config.seed,
         on_device=config.augment_on == "device",
     )
-    adapter = Adapter(model, method, total_steps=config.steps, weight_decay=config.weight_decay,
-                      ema_decay=config.ema_decay, feed_spec=spec)
     xla = use_xla(config.xla)
-    schedule = method.learning_rate(config.lr, config.steps)
-    adapter.compile(optimizer=make_optimizer(schedule, mixed_precision=config.mixed_precision), jit_compile=xla)
+    with strategy.scope():
+        adapter = Adapter(model, method, total_steps=config.steps, weight_decay=config.weight_decay,
+                          ema_decay=config.ema_decay, feed_spec=spec)
+        schedule = method.learning_rate(config.lr, config.steps)
+        adapter.compile(optimizer=make_optimizer(schedule, mixed_precision=config.mixed_precision), jit_compile=xla)
     checkpoints = Checkpoints(adapter, str(run.checkpoints))
     start_step = checkpoints.restore_latest() if resume else 0
     wall_before = float(checkpoints.wall_time.numpy())
@@ -141,17 +147,19 @@ def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None)
         f"{' + ' + data.labeled_target.info.spec if data.labeled_target else ''} -> "
         f"{config.target if data.target else '(no target data)'} | "
         f"{config.model} ({model.count_params() / 1e6:.2f}M params), {config.image_size}px | "
-        f"batch {spec.batch_size}{unlabeled} | steps {start_step}->{config.steps} | "
+        f"batch {spec.batch_size}{unlabeled}{f' over {replicas} replicas' if replicas > 1 else ''} | steps {start_step}->{config.steps} | "
         f"xla {'on' if xla else 'off'}, augment on {config.augment_on} | run {run.path}",
         file=stream, flush=True)
 
     progress = loop.ProgressLogger(config.steps, stream=stream)
     scalars = loop.ScalarLogger(str(run.logs / "train"))
-    evaluation = loop.PeriodicEvaluation(_evaluators(data, config.image_size), config.eval_every,
-                                         config.steps, scalars, progress)
+    evaluation = loop.PeriodicEvaluation(_evaluators(data, config.image_size) if chief else {},
+                                         config.eval_every, config.steps, scalars, progress)
     callbacks = [loop.NonFiniteGuard(), progress, scalars,
                  loop.PeriodicCheckpoint(checkpoints, config.checkpoint_every, config.steps), evaluation]
-    feed = make_feed(data.source, data.target, spec, start_step=start_step, labeled_extra=data.labeled_target)
+    feed = split_for_replicas(
+        make_feed(data.source, data.target, spec, start_step=start_step, labeled_extra=data.labeled_target),
+        strategy)
     try:
         last = loop.train_loop(adapter, feed, start_step=start_step, total_steps=config.steps,
                                callbacks=callbacks, wall_time_before=wall_before)
@@ -163,6 +171,8 @@ def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None)
     wall_time = last.get(loop.WALL_TIME, wall_before)
 
     ema = adapter.ema.average
+    if not chief:
+        return {"status": "completed", "steps": int(adapter.optimizer.iterations.numpy())}
     metrics = {"status": "completed", "steps": int(adapter.optimizer.iterations.numpy()),
                "source_accuracy": None, "target_accuracy": None,
                "per_class_target_accuracy": None, "target_confusion": None,

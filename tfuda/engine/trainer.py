@@ -31,7 +31,8 @@ class Adapter(keras.Model):
         the train step then makes the views.
 
     Compile with an optimizer (see `make_optimizer`) and `jit_compile`; `train_step` returns
-    the method's logs plus `loss`, `losses/weight_decay` and `monitors/lr`.
+    the method's logs plus `loss`, `losses/weight_decay` and `monitors/lr`, each float32 `[1]`
+    (averaged over replicas by Keras).
     """
 
     def __init__(self, classifier: keras.Model, method: Method, *, total_steps: int,
@@ -45,6 +46,12 @@ class Adapter(keras.Model):
         self.feed_spec = feed_spec
         method.build(classifier)
         self.ema = EMA(classifier, ema_decay)
+
+    def compile(self, optimizer, **kwargs):
+        """Keras `compile`, then builds the optimizer's slots (inside the caller's strategy scope,
+        before any step: slot variables cannot be created lazily inside a distributed step)."""
+        super().compile(optimizer=optimizer, **kwargs)
+        self.optimizer.build(self.train_variables)
 
     def call(self, images, training=False):
         return self.classifier(images, training=training)
@@ -62,16 +69,19 @@ class Adapter(keras.Model):
         if self.feed_spec is not None and self.feed_spec.on_device:
             batch = apply_views(batch, self.feed_spec)
         variables = self.train_variables
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             loss, logs = self.method.loss(self.classifier, batch, progress)
             decay = l2_penalty(self.classifier)
             total = loss + self.weight_decay * decay
-            scaled = self.optimizer.scale_loss(total)
+            # Gradients are summed over replicas: each replica's mean loss / R gives the global mean.
+            scaled = self.optimizer.scale_loss(total / replicas)
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         self.ema.update(step)
-        lr = self.optimizer.learning_rate
-        return {"loss": total, **logs, "losses/weight_decay": decay, "monitors/lr": lr}
+        logs = {"loss": total, **logs, "losses/weight_decay": decay, "monitors/lr": self.optimizer.learning_rate}
+        # Shape [1]: Keras reduces per-replica outputs of a multi-worker step along axis 0.
+        return {key: tf.reshape(tf.cast(value, tf.float32), [1]) for key, value in logs.items()}
 
 
 def make_optimizer(schedule: keras.optimizers.schedules.LearningRateSchedule | float, *,

@@ -54,15 +54,15 @@ def interpolate_logits(joint: tf.Tensor, source_only: tf.Tensor, seed: tf.Tensor
 def source_only_logits(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
     """`model(images, training=True)` whose batch-norm statistic updates are discarded.
 
-    Runs `stateless_call`, which returns the updated non-trainable variables instead of
-    assigning them; gradients still flow to the trainable variables.
+    The non-trainable variables (batch-norm moving statistics) are read before the call and
+    written back after it, as the official code does; gradients flow as in any call. (Keras'
+    `stateless_call` would avoid the writes, but under `MirroredStrategy` it loses some
+    gradients on all but the first replica.)
     """
-    logits, _ = model.stateless_call(
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables],
-        images,
-        training=True,
-    )
+    saved = [tf.identity(v.value) for v in model.non_trainable_variables]
+    logits = model(images, training=True)
+    for variable, value in zip(model.non_trainable_variables, saved):
+        variable.assign(value)
     return logits
 
 

@@ -1,0 +1,70 @@
+"""Runs in its own process: two logical CPU devices must be configured before TF initialises.
+
+Prints one JSON line with the checks' results, for tests/tfuda/test_distribute.py.
+usage: python two_replicas.py {step,adamatch,nan} OUT_DIR
+(one strategy per process: two MirroredStrategy objects in one process share collective keys)
+"""
+
+import json
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from pipelines.feeds import FeedSpec, make_feed  # noqa: E402
+from pipelines.sources import open_source  # noqa: E402
+from tfuda.engine.distribute import make_strategy, split_for_replicas  # noqa: E402
+from tfuda.engine.trainer import Adapter, make_optimizer  # noqa: E402
+from tfuda.methods import SourceOnly  # noqa: E402
+from tfuda.models import build_model  # noqa: E402
+from tfuda.train import main  # noqa: E402
+
+mode, out = sys.argv[1], sys.argv[2]
+results = {}
+
+
+def one_step(strategy, batch_size):
+    """Weights after one source-only step on the same global batch (batch norm frozen)."""
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = build_model("cnn-small", 10, 16)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+        adapter = Adapter(model, SourceOnly(), total_steps=10, weight_decay=5e-4)
+        adapter.compile(optimizer=make_optimizer(0.05))
+    spec = FeedSpec(batch_size, 1, 16, ("weak",), (), seed=3)
+    feed = split_for_replicas(make_feed(open_source("digits"), None, spec), strategy)
+    adapter.make_train_function()
+    logs = adapter.train_function(iter(feed))
+    return [w.numpy() for w in model.trainable_weights], float(logs["loss"][0])
+
+
+if mode == "step":
+    mirrored = make_strategy("mirrored")
+    results["replicas"] = mirrored.num_replicas_in_sync
+    single_weights, single_loss = one_step(tf.distribute.get_strategy(), 8)
+    double_weights, double_loss = one_step(mirrored, 8)
+    results["max_weight_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(single_weights, double_weights))
+    results["loss_diff"] = abs(single_loss - double_loss)
+elif mode == "adamatch":
+    results["exit"] = main(["--strategy", "mirrored", "--steps", "3", "--batch-size", "4", "--eval-every", "3",
+                            "--checkpoint-every", "3", "--no-report", "--out", out])
+else:  # a NaN from step 3 on, on the distributed path
+    from tfuda.methods.adamatch import AdaMatch
+
+    original = AdaMatch.loss
+
+    def poisoned(self, model, batch, progress):
+        loss, logs = original(self, model, batch, progress)
+        return tf.where(progress >= 0.5, np.nan, loss), logs
+
+    AdaMatch.loss = poisoned
+    results["exit"] = main(["--strategy", "mirrored", "--steps", "4", "--batch-size", "4", "--eval-every", "100",
+                            "--checkpoint-every", "1", "--no-report", "--out", out])
+print("RESULTS " + json.dumps(results))

@@ -1,0 +1,123 @@
+"""tf.distribute and faults: 2 replicas == 1 replica, 2 workers on localhost, SIGKILL + resume.
+
+Each test starts its own processes (logical devices and TF_CONFIG must be set before TensorFlow
+initialises); they are marked `slow` and run in CI all the same (`-m "not slow"` skips them).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from tfuda.train import main
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 600
+
+
+def _env(**extra):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _two_replicas(mode, out):
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "scripts" / "two_replicas.py"), mode, str(out)],
+                          capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(next(l for l in done.stdout.splitlines() if l.startswith("RESULTS "))[8:]), done.stdout
+
+
+def test_two_replicas_update_like_one_replica_with_the_global_batch(tmp_path):
+    results, _ = _two_replicas("step", tmp_path)
+    assert results["replicas"] == 2
+    assert results["max_weight_diff"] < 1e-5 and results["loss_diff"] < 1e-5
+
+
+def test_adamatch_on_two_replicas(tmp_path):
+    results, stdout = _two_replicas("adamatch", tmp_path / "run")
+    assert results["exit"] == 0 and "over 2 replicas" in stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["steps"] == 3
+    assert metrics["config"]["strategy"] == "mirrored" and 0 <= metrics["target_accuracy"] <= 1
+
+
+def test_non_finite_loss_on_two_replicas_keeps_the_last_good_checkpoint(tmp_path):
+    results, _ = _two_replicas("nan", tmp_path / "run")
+    assert results["exit"] == 1
+    failed = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert failed["status"] == "failed" and failed["steps"] == 3
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_localhost(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    processes = []
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "tfuda.train", "--strategy", "multiworker", "--steps", "3",
+             "--batch-size", "4", "--eval-every", "3", "--checkpoint-every", "3", "--no-report",
+             "--out", str(tmp_path / f"out{index}")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(TF_CONFIG=config)))
+    try:
+        outputs = [p.communicate(timeout=TIMEOUT) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for p, (out, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+    metrics = json.loads((tmp_path / "out0" / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and metrics["config"]["strategy"] == "multiworker"
+    assert "over 2 replicas" in outputs[0][0]
+    assert not (tmp_path / "out1").exists()  # the non-chief wrote only to a scratch directory
+
+
+def test_sigkill_mid_run_then_resume_loses_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--steps", "60", "--batch-size", "8", "--checkpoint-every", "5", "--eval-every", "1000",
+            "--no-report", "--out", str(out)]
+    process = subprocess.Popen([sys.executable, "-m", "tfuda.train", *args], env=_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + TIMEOUT
+    try:
+        while time.time() < deadline:
+            latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
+            if latest and int(latest.rsplit("-", 1)[1]) >= 10:
+                break
+            assert process.poll() is None, "training ended before it could be killed"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    killed_at = int(tf.train.latest_checkpoint(str(out / "checkpoints")).rsplit("-", 1)[1])
+    assert 10 <= killed_at < 60 and not (out / "model.keras").exists()
+    capsys.readouterr()
+    assert main(["--resume", "--out", str(out), "--no-report"]) == 0
+    assert f"steps {killed_at}->60" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["steps"] == 60
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(out / "checkpoints")))
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 60
+    assert (out / "model.keras").is_file()

@@ -49,13 +49,18 @@ def gap_closed(source_only: float, method: float, oracle: float) -> float:
     return (method - source_only) / max(oracle - source_only, 1e-9)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def bench_args(doc: str, name: str) -> tuple[argparse.Namespace, list[str], Path]:
+    """`--steps`, `--seed`, `--out` of a training benchmark; other flags pass to every run."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1500, help="steps of every run (the CLI default)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=f"bench/out/accuracy-{time.strftime('%Y%m%d-%H%M%S')}")
+    parser.add_argument("--out", default=f"bench/out/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     args, extra = parser.parse_known_args()
-    out = Path(args.out)
+    return args, extra, Path(args.out)
+
+
+def main() -> None:
+    args, extra, out = bench_args(__doc__, "accuracy")
     results = run_all(RUNS, args.steps, args.seed, out, extra)
     acc = {name: m["target_accuracy"] for name, m in results.items()}
     lines = [f"digits -> digits-m, cnn-small, {args.steps} steps each, seed {args.seed}, {os.cpu_count()} CPU cores",

@@ -11,12 +11,9 @@ Finished runs in `--out` are reused, so an interrupted benchmark can be continue
 
 from __future__ import annotations
 
-import argparse
 import os
-import time
-from pathlib import Path
 
-from accuracy import RUNS, gap_closed, run_all
+from accuracy import RUNS, bench_args, gap_closed, run_all
 
 METHOD_RUNS = {
     "source-only": RUNS["source-only"],
@@ -29,12 +26,7 @@ METHOD_RUNS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=f"bench/out/methods-{time.strftime('%Y%m%d-%H%M%S')}")
-    args, extra = parser.parse_known_args()
-    out = Path(args.out)
+    args, extra, out = bench_args(__doc__, "methods")
     results = run_all(METHOD_RUNS, args.steps, args.seed, out, extra)
     acc = {name: m["target_accuracy"] for name, m in results.items()}
     rows = [f"digits -> digits-m, cnn-small, {args.steps} steps per run, seed {args.seed}, "

@@ -8,7 +8,6 @@ evaluation set, and publishes the version only if every artifact agrees well eno
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -89,7 +88,6 @@ def _default_specs(run) -> tuple[str | None, str]:
 
 def export_run(args: argparse.Namespace) -> dict:
     """Exports, verifies and publishes; returns the report. Raises ExportFailed or UserError."""
-    import keras
     import tensorflow as tf
 
     from export import onnx as onnx_export

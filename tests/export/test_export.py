@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -48,7 +49,7 @@ def test_layout_and_report(exported):
                           "max_abs_prob_diff", "latency_ms_p50"}
         assert a["bytes"] > 100_000 and a["latency_ms_p50"] > 0
         assert a["agreement"] >= (0.97 if a["precision"] == "int8" else 0.99)
-        assert (out / a["path"]).exists() or __import__("os").path.exists(a["path"])
+        assert Path(a["path"]).exists() and Path(a["path"]).is_relative_to(out)
     sizes = {a["precision"]: a["bytes"] for a in report["artifacts"] if a["format"] == "tflite"}
     assert sizes["int8"] < 0.35 * sizes["float32"] and sizes["float16"] < 0.6 * sizes["float32"]
 

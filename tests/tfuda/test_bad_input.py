@@ -15,7 +15,6 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from tests.pipelines.images import labeled_folder, write_image, write_truncated
 from tfuda.train import main

@@ -82,6 +82,19 @@ def test_xla_and_on_device_augmentation_path(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["config"]["xla"] == "on"
 
 
+def test_mixed_precision_path(tmp_path):
+    import keras
+
+    out = tmp_path / "run"
+    assert main(["--steps", "2", "--batch-size", "4", "--mixed-precision", "--eval-every", "100",
+                 "--no-report", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["mixed_precision"] and 0 <= metrics["target_accuracy"] <= 1
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    assert model.get_layer("logits").dtype_policy.compute_dtype == "float32"
+
+
 def test_config_file_loses_to_explicit_flags(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("steps: 40\nbatch_size: 8\nmodel: wrn-28-2\n")

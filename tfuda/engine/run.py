@@ -103,11 +103,22 @@ def _evaluators(data: RunData, image_size: int) -> dict:
 def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None) -> dict:
     """Trains (or resumes) the run in `run` and writes its artifacts; returns `metrics.json`.
 
+    Keras' global dtype policy is set for the run (mixed_float16 under `--mixed-precision`) and
+    restored afterwards.
+
     Raises:
       UserError: bad data or settings.
       loop.NonFiniteLoss: the loss went NaN/inf (metrics.json then says `failed`).
     """
-    stream = stream or sys.stdout
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+    try:
+        return _train_run(config, run, resume, stream or sys.stdout)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train_run(config: Config, run: RunDir, resume: bool, stream) -> dict:
     strategy = make_strategy(config.strategy)  # first: multi-worker needs it before other ops
     replicas = strategy.num_replicas_in_sync
     chief = is_chief()
@@ -115,12 +126,6 @@ def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None)
     data = open_run_data(config, needs_target=bool(method_cls.target_views))
     class_names = list(data.source.info.class_names)
 
-    keras.utils.set_random_seed(config.seed)
-    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
-    with strategy.scope():
-        model = build_model(config.model, len(class_names), config.image_size, config.weights)
-    method = method_cls.from_config(config)
-    method.monitor_target_labels = bool(data.target is not None and data.target.info.labeled)
     spec = FeedSpec(
         batch_size=config.batch_size * replicas,
         uratio=config.uratio or method_cls.default_uratio,
@@ -131,8 +136,12 @@ def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None)
         seed=config.seed,
         on_device=config.augment_on == "device",
     )
+    method = method_cls.from_config(config)
+    method.monitor_target_labels = bool(data.target is not None and data.target.info.labeled)
     xla = use_xla(config.xla)
+    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
+        model = build_model(config.model, len(class_names), config.image_size, config.weights)
         adapter = Adapter(model, method, total_steps=config.steps, weight_decay=config.weight_decay,
                           ema_decay=config.ema_decay, feed_spec=spec)
         schedule = method.learning_rate(config.lr, config.steps)

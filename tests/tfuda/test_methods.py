@@ -39,6 +39,16 @@ def test_dann_schedules():
     assert AnnealedLR.from_config(schedule.get_config()).get_config() == schedule.get_config()
 
 
+def test_ema_decay_warms_up_and_waits_for_its_start():
+    from tfuda.engine.ema import ema_decay
+
+    values = [float(ema_decay(tf.constant(t), 0.999)) for t in (-50, -1, 0, 10, 10**6)]
+    assert values == pytest.approx([0.0, 0.0, 0.1, 11 / 20, 0.999])
+    from tfuda.methods.contrastive import Contrastive
+
+    assert Contrastive(pretrain_fraction=0.25).ema_start(400) == 100
+
+
 def test_fixmatch_mask_uses_a_fixed_threshold():
     probs = tf.constant([[0.96, 0.04], [0.94, 0.06], [0.5, 0.5], [0.0, 1.0]])
     np.testing.assert_array_equal(fixed_threshold_mask(probs, 0.95), [1, 0, 0, 1])

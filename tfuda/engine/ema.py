@@ -7,9 +7,14 @@ import tensorflow as tf
 
 
 def ema_decay(step: tf.Tensor, decay: float) -> tf.Tensor:
-    """min(decay, (1 + t) / (10 + t)): early steps follow the model instead of the random init."""
+    """min(decay, (1 + t) / (10 + t)): early steps follow the model instead of the random init.
+
+    Negative `t` (before the EMA starts, see `Method.ema_start`) gives 0: the average copies
+    the model.
+    """
     step = tf.cast(step, tf.float32)
-    return tf.minimum(decay, (1.0 + step) / (10.0 + step))
+    warm = tf.minimum(decay, (1.0 + step) / (10.0 + tf.maximum(step, 0.0)))
+    return tf.where(step < 0.0, 0.0, warm)
 
 
 class EMA:

@@ -46,6 +46,7 @@ class Adapter(keras.Model):
         self.feed_spec = feed_spec
         method.build(classifier)
         self.ema = EMA(classifier, ema_decay)
+        self.ema_start = method.ema_start(total_steps)
 
     def compile(self, optimizer, **kwargs):
         """Keras `compile`, then builds the optimizer's slots (inside the caller's strategy scope,
@@ -78,7 +79,7 @@ class Adapter(keras.Model):
             scaled = self.optimizer.scale_loss(total / replicas)
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
-        self.ema.update(step)
+        self.ema.update(step - self.ema_start)
         logs = {"loss": total, **logs, "losses/weight_decay": decay, "monitors/lr": self.optimizer.learning_rate}
         # Shape [1]: Keras reduces per-replica outputs of a multi-worker step along axis 0.
         return {key: tf.reshape(tf.cast(value, tf.float32), [1]) for key, value in logs.items()}

@@ -72,6 +72,10 @@ class Method:
         """
         raise NotImplementedError
 
+    def ema_start(self, total_steps: int) -> int:
+        """Step from which the EMA of the weights averages (before it, it copies the model)."""
+        return 0
+
     def learning_rate(self, lr: float, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
         """The method's learning-rate schedule (default: AdaMatch/FixMatch cosine decay to lr/4)."""
         from tfuda.engine.schedules import CosineDecayTo

@@ -10,7 +10,8 @@ together and pushes the other 2N - 2 away:
   L_contrastive = mean over the 2N ordered positive pairs (i, j).
 
 Phase 2 (the remaining `finetune_steps`): cross-entropy on the weakly augmented labeled images,
-the whole network trained. The phase switch is a `tf.cond` on the step variable.
+the whole network trained. The phase switch is a `tf.cond` on the step variable, and the EMA of
+the weights (what is evaluated and exported) starts afresh with phase 2.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class Contrastive(Method):
     @property
     def extra_layers(self):
         return [self.head]
+
+    def ema_start(self, total_steps: int) -> int:
+        """The EMA restarts at fine-tuning: pretraining weights (untrained head) must not linger in it."""
+        return int(round(self.pretrain_fraction * total_steps))
 
     def loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
         src, tgt = batch["source"], batch["target"]

@@ -69,10 +69,11 @@ def _save(plt, fig, path: Path) -> None:
 
 def plot_samples(config: dict, path: Path, count: int = 8) -> None:
     """Rows: source/target x (input, weak, strong), as the feed makes them for this run."""
+    import tensorflow as tf
+
     from pipelines.augment import Augment
     from pipelines.feeds import preprocessed_batches
     from pipelines.sources import open_source
-    import tensorflow as tf
 
     size = config["image_size"]
     policy = Augment(flip=config.get("flip", False))
@@ -328,8 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedding", choices=("tsne", "pca"), default="tsne")
     parser.add_argument("--max-points", type=int, default=MAX_POINTS, help="images per domain in the embedding map")
     args = parser.parse_args(argv)
-    return run_command(lambda: write_report(args.run, export_report=args.export_report, baseline=args.baseline,
-                                            embedding=args.embedding, max_points=args.max_points) and 0)
+
+    def body() -> int:
+        write_report(args.run, export_report=args.export_report, baseline=args.baseline,
+                     embedding=args.embedding, max_points=args.max_points)
+        return 0
+
+    return run_command(body)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Runs in its own process: two logical CPU devices must be configured before TF initialises.
 
 Prints one JSON line with the checks' results, for tests/tfuda/test_distribute.py.
-usage: python two_replicas.py {step,adamatch,nan} OUT_DIR
+usage: python two_replicas.py {step,stats,adamatch,nan} OUT_DIR
 (one strategy per process: two MirroredStrategy objects in one process share collective keys)
 """
 
@@ -52,6 +52,39 @@ if mode == "step":
     double_weights, double_loss = one_step(mirrored, 8)
     results["max_weight_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(single_weights, double_weights))
     results["loss_diff"] = abs(single_loss - double_loss)
+elif mode == "stats":
+    # AdaMatch's batch statistics are per replica: on 2 replicas its logs must equal the mean of
+    # the logs of each half-batch computed alone (batch norm frozen, so examples are independent).
+    from tfuda.methods import AdaMatch
+
+    mirrored = make_strategy("mirrored")
+    keras.utils.set_random_seed(0)
+    with mirrored.scope():
+        model = build_model("cnn-small", 10, 16)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    method = AdaMatch()
+    spec = FeedSpec(8, 3, 16, AdaMatch.source_views, AdaMatch.target_views, seed=5)
+    def feed():  # a new dataset each time: a second iterator over one dataset reshuffles
+        return make_feed(open_source("digits"), open_source("digits-m"), spec)
+
+    batch = next(iter(feed()))
+    progress = tf.constant(0.7)
+    per_replica = mirrored.run(lambda b: method.loss(model, b, progress)[1],
+                               args=(next(iter(split_for_replicas(feed(), mirrored))),))
+    distributed = {k: float(mirrored.reduce("MEAN", v, axis=None)) for k, v in per_replica.items()}
+
+    def half(b, i):
+        return {k: (v if k == "seed" else tf.nest.map_structure(lambda t: t[i * (len(t) // 2):(i + 1) * (len(t) // 2)], v))
+                for k, v in b.items()}
+
+    halves = [method.loss(model, half(batch, i), progress)[1] for i in range(2)]
+    whole = method.loss(model, batch, progress)[1]
+    results["max_diff_vs_per_replica"] = max(
+        abs(distributed[k] - (float(halves[0][k]) + float(halves[1][k])) / 2) for k in distributed)
+    results["mask_rate_whole_batch"] = float(whole["monitors/mask_rate"])
+    results["mask_rate_two_replicas"] = distributed["monitors/mask_rate"]
 elif mode == "adamatch":
     results["exit"] = main(["--strategy", "mirrored", "--steps", "3", "--batch-size", "4", "--eval-every", "3",
                             "--checkpoint-every", "3", "--no-report", "--out", out])

@@ -43,6 +43,13 @@ def test_two_replicas_update_like_one_replica_with_the_global_batch(tmp_path):
     assert results["max_weight_diff"] < 1e-5 and results["loss_diff"] < 1e-5
 
 
+def test_adamatch_statistics_are_per_replica(tmp_path):
+    results, _ = _two_replicas("stats", tmp_path)
+    # The 2-replica logs equal the mean of each half-batch's own threshold, alignment and mask.
+    assert results["max_diff_vs_per_replica"] < 1e-5
+    assert 0.0 <= results["mask_rate_two_replicas"] <= 1.0
+
+
 def test_adamatch_on_two_replicas(tmp_path):
     results, stdout = _two_replicas("adamatch", tmp_path / "run")
     assert results["exit"] == 0 and "over 2 replicas" in stdout

@@ -11,7 +11,9 @@ With `on_device=True` the feed stops at uint8 `images` `[N, S, S, 3]` and the tr
 `apply_views` itself (the same function), so augmentation runs on the accelerator.
 
 Everything is deterministic under `seed`: the data order (shuffled per epoch) and the
-augmentation (seeded by step index). `start_step` gives exactly the batches an uninterrupted
+augmentation (seeded by step index). Each `make_feed` call starts the same sequence; a second
+iterator over the *same* dataset object reshuffles, as tf.data does with
+`reshuffle_each_iteration`, so build a new feed to replay one. `start_step` gives exactly the batches an uninterrupted
 run would see from that step on, skipping at the index level without decoding.
 """
 

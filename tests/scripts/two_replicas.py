@@ -28,14 +28,21 @@ mode, out = sys.argv[1], sys.argv[2]
 results = {}
 
 
-def one_step(strategy, batch_size):
-    """Weights after one source-only step on the same global batch (batch norm frozen)."""
+def frozen_bn_model(strategy):
+    """cnn-small built under `strategy` with batch norm frozen, so examples are independent."""
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = build_model("cnn-small", 10, 16)
         for layer in model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
+    return model
+
+
+def one_step(strategy, batch_size):
+    """Weights after one source-only step on the same global batch (batch norm frozen)."""
+    model = frozen_bn_model(strategy)
+    with strategy.scope():
         adapter = Adapter(model, SourceOnly(), total_steps=10, weight_decay=5e-4)
         adapter.compile(optimizer=make_optimizer(0.05))
     spec = FeedSpec(batch_size, 1, 16, ("weak",), (), seed=3)
@@ -58,14 +65,10 @@ elif mode == "stats":
     from tfuda.methods import AdaMatch
 
     mirrored = make_strategy("mirrored")
-    keras.utils.set_random_seed(0)
-    with mirrored.scope():
-        model = build_model("cnn-small", 10, 16)
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
+    model = frozen_bn_model(mirrored)
     method = AdaMatch()
     spec = FeedSpec(8, 3, 16, AdaMatch.source_views, AdaMatch.target_views, seed=5)
+
     def feed():  # a new dataset each time: a second iterator over one dataset reshuffles
         return make_feed(open_source("digits"), open_source("digits-m"), spec)
 

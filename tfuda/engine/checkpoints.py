@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import tensorflow as tf
 
 from tfuda.engine.trainer import Adapter
@@ -43,7 +41,3 @@ class Checkpoints:
     @property
     def latest(self) -> str | None:
         return self.manager.latest_checkpoint
-
-    @staticmethod
-    def exists(directory: str) -> bool:
-        return os.path.isdir(directory) and tf.train.latest_checkpoint(directory) is not None

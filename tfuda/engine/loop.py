@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfuda.engine.checkpoints import Checkpoints
+from tfuda.engine.evaluate import EvalResult
 from tfuda.engine.trainer import Adapter
 
 WALL_TIME = "wall_time_s"
@@ -126,21 +127,27 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
 class PeriodicEvaluation(keras.callbacks.Callback):
     """Every `every` steps and at the end, evaluates the EMA model and logs `eval/<name>_accuracy`.
 
-    `evaluators` maps a name (`target`, `source`) to a function model -> accuracy.
+    `evaluators` maps a name (`target`, `source`) to a function model -> `EvalResult`. The
+    full results of the latest evaluation stay in `latest` (with its step in `latest_step`), so
+    the end of a run reuses them instead of evaluating again.
     """
 
-    def __init__(self, evaluators: dict[str, Callable[[keras.Model], float]], every: int,
+    def __init__(self, evaluators: dict[str, Callable[[keras.Model], EvalResult]], every: int,
                  total_steps: int, scalars: ScalarLogger, progress: ProgressLogger):
         super().__init__()
         self.evaluators, self.every, self.total_steps = evaluators, every, total_steps
         self.scalars, self.progress = scalars, progress
         self.history: list[dict[str, float]] = []
+        self.latest: dict[str, EvalResult] = {}
+        self.latest_step: int | None = None
 
     def on_train_batch_end(self, batch, logs=None):
         step = batch + 1
         if not self.evaluators or not (step % self.every == 0 or step == self.total_steps):
             return
-        results = {f"eval/{name}_accuracy": fn(self.model.ema.average) for name, fn in self.evaluators.items()}
+        self.latest = {name: fn(self.model.ema.average) for name, fn in self.evaluators.items()}
+        self.latest_step = step
+        results = {f"eval/{name}_accuracy": result.accuracy for name, result in self.latest.items()}
         self.scalars.write(step, results)
         self.history.append({"step": step, **results})
         self.progress.message(

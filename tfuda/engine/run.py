@@ -96,7 +96,7 @@ def open_run_data(config: Config, needs_target: bool) -> RunData:
 
 def _evaluators(data: RunData, image_size: int) -> dict:
     sets = {"target": data.eval_target, "source": data.eval_source}
-    return {name: (lambda model, s=s: evaluate(model, s, image_size).accuracy)
+    return {name: (lambda model, s=s: evaluate(model, s, image_size))
             for name, s in sets.items() if s is not None}
 
 
@@ -162,8 +162,8 @@ def _train_run(config: Config, run: RunDir, resume: bool, stream) -> dict:
 
     progress = loop.ProgressLogger(config.steps, stream=stream)
     scalars = loop.ScalarLogger(str(run.logs / "train"))
-    evaluation = loop.PeriodicEvaluation(_evaluators(data, config.image_size) if chief else {},
-                                         config.eval_every, config.steps, scalars, progress)
+    evaluators = _evaluators(data, config.image_size) if chief else {}
+    evaluation = loop.PeriodicEvaluation(evaluators, config.eval_every, config.steps, scalars, progress)
     callbacks = [loop.NonFiniteGuard(), progress, scalars,
                  loop.PeriodicCheckpoint(checkpoints, config.checkpoint_every, config.steps), evaluation]
     feed = split_for_replicas(
@@ -180,21 +180,26 @@ def _train_run(config: Config, run: RunDir, resume: bool, stream) -> dict:
     wall_time = last.get(loop.WALL_TIME, wall_before)
 
     ema = adapter.ema.average
+    steps = int(adapter.optimizer.iterations.numpy())
     if not chief:
-        return {"status": "completed", "steps": int(adapter.optimizer.iterations.numpy())}
-    metrics = {"status": "completed", "steps": int(adapter.optimizer.iterations.numpy()),
+        return {"status": "completed", "steps": steps}
+    # The evaluation at the last step already measured the final EMA model (not so on a resume
+    # that had no steps left to train).
+    final = evaluation.latest if evaluation.latest_step == steps else {
+        name: fn(ema) for name, fn in evaluators.items()}
+    metrics = {"status": "completed", "steps": steps,
                "source_accuracy": None, "target_accuracy": None,
                "per_class_target_accuracy": None, "target_confusion": None,
                "wall_time_s": round(wall_time, 2), "eval_history": evaluation.history,
                "eval_target": data.eval_target.info.spec if data.eval_target else None,
                "eval_source": data.eval_source.info.spec if data.eval_source else None,
                "config": config.to_dict()}
-    if data.eval_target is not None:
-        result = evaluate(ema, data.eval_target, config.image_size)
+    if "target" in final:
+        result = final["target"]
         metrics.update(target_accuracy=result.accuracy, per_class_target_accuracy=result.per_class,
                        target_confusion=result.confusion)
-    if data.eval_source is not None:
-        metrics["source_accuracy"] = evaluate(ema, data.eval_source, config.image_size).accuracy
+    if "source" in final:
+        metrics["source_accuracy"] = final["source"].accuracy
     save_model_atomic(ema, run.model_file)
     write_json_atomic(run.class_names_file, class_names)
     write_json_atomic(run.metrics_file, metrics)

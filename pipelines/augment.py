@@ -36,16 +36,26 @@ def _split(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
     return [seeds[i] for i in range(num)]
 
 
-def _uniform(shape, seed, minval=0.0, maxval=1.0, dtype=tf.float32) -> tf.Tensor:
-    """Stateless uniform numbers, identical with and without XLA.
+Rows = tuple  # (offset: int or int32 scalar tensor, total: int): see `_uniform`
+
+
+def _uniform(batch, seed, minval=0.0, maxval=1.0, dtype=tf.float32, rows: Rows | None = None) -> tf.Tensor:
+    """`[batch]` stateless uniform numbers (one per image), identical with and without XLA.
 
     Floats are made from 24-bit integer draws: XLA turns random bits into floats differently
     from TensorFlow's kernels, while integer draws agree.
+
+    `rows = (offset, total)` says that the batch is rows `[offset, offset + batch)` of a global
+    batch of `total` images (one replica's slice): the numbers are drawn for all `total` rows and
+    sliced, so each image gets the draw it would get in the global batch.
     """
+    shape = [batch] if rows is None else [rows[1]]
     if dtype.is_integer:
-        return tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval, dtype=dtype, alg=ALG)
-    bits = tf.random.stateless_uniform(shape, seed, minval=0, maxval=_FLOAT_BITS, dtype=tf.int32, alg=ALG)
-    return minval + (maxval - minval) * tf.cast(bits, dtype) / float(_FLOAT_BITS)
+        values = tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval, dtype=dtype, alg=ALG)
+    else:
+        bits = tf.random.stateless_uniform(shape, seed, minval=0, maxval=_FLOAT_BITS, dtype=tf.int32, alg=ALG)
+        values = minval + (maxval - minval) * tf.cast(bits, dtype) / float(_FLOAT_BITS)
+    return values if rows is None else tf.slice(values, [rows[0]], [batch])
 
 
 def _per_image(values: tf.Tensor) -> tf.Tensor:
@@ -56,13 +66,21 @@ def _per_image(values: tf.Tensor) -> tf.Tensor:
 # ---------------------------------------------------------------- geometric ops
 
 
-def random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Flips each image left-right with probability 1/2. images: float32 `[B, H, W, C]`."""
-    flip = _uniform([tf.shape(images)[0]], seed) < 0.5
+def _batch(images: tf.Tensor):
+    """The batch size: static where known (a static slice size keeps `rows` draws XLA-friendly)."""
+    return images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
+
+
+def random_flip(images: tf.Tensor, seed: tf.Tensor, rows: Rows | None = None) -> tf.Tensor:
+    """Flips each image left-right with probability 1/2. images: float32 `[B, H, W, C]`.
+
+    `rows`: see `_uniform` (also for every other random op here).
+    """
+    flip = _uniform(_batch(images), seed, rows=rows) < 0.5
     return tf.where(_per_image(flip), tf.reverse(images, axis=[2]), images)
 
 
-def random_translate(images: tf.Tensor, seed: tf.Tensor, fraction: float) -> tf.Tensor:
+def random_translate(images: tf.Tensor, seed: tf.Tensor, fraction: float, rows: Rows | None = None) -> tf.Tensor:
     """Shifts each image by up to `fraction` of its size: reflect-pad, then a random crop.
 
     Args:
@@ -75,10 +93,10 @@ def random_translate(images: tf.Tensor, seed: tf.Tensor, fraction: float) -> tf.
     if pad <= 0:
         return images
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-    batch = tf.shape(images)[0]
+    batch = _batch(images)
     seed_y, seed_x = _split(seed, 2)
-    off_y = _uniform([batch], seed_y, 0, 2 * pad + 1, tf.int32)
-    off_x = _uniform([batch], seed_x, 0, 2 * pad + 1, tf.int32)
+    off_y = _uniform(batch, seed_y, 0, 2 * pad + 1, tf.int32, rows)
+    off_x = _uniform(batch, seed_x, 0, 2 * pad + 1, tf.int32, rows)
     rows = off_y[:, None] + tf.range(height)[None, :]
     cols = off_x[:, None] + tf.range(width)[None, :]
     out = tf.gather(padded, rows, axis=1, batch_dims=1)
@@ -177,14 +195,14 @@ def solarize(images: tf.Tensor, threshold: tf.Tensor) -> tf.Tensor:
     return tf.where(images >= _per_image(threshold), 255.0 - images, images)
 
 
-def cutout(images: tf.Tensor, seed: tf.Tensor, max_fraction: float) -> tf.Tensor:
+def cutout(images: tf.Tensor, seed: tf.Tensor, max_fraction: float, rows: Rows | None = None) -> tf.Tensor:
     """Fills one random square per image, of side up to `max_fraction` of the image, with gray."""
-    batch = tf.shape(images)[0]
+    batch = _batch(images)
     height, width = images.shape[1], images.shape[2]
     seed_size, seed_y, seed_x = _split(seed, 3)
-    half = _uniform([batch], seed_size, 0.0, max_fraction) * min(height, width) / 2.0
-    center_y = _uniform([batch], seed_y, 0.0, float(height))
-    center_x = _uniform([batch], seed_x, 0.0, float(width))
+    half = _uniform(batch, seed_size, 0.0, max_fraction, rows=rows) * min(height, width) / 2.0
+    center_y = _uniform(batch, seed_y, 0.0, float(height), rows=rows)
+    center_x = _uniform(batch, seed_x, 0.0, float(width), rows=rows)
     ys = tf.range(height, dtype=tf.float32)[None, :, None] + 0.5
     xs = tf.range(width, dtype=tf.float32)[None, None, :] + 0.5
     inside = (tf.abs(ys - center_y[:, None, None]) < half[:, None, None]) & (
@@ -196,15 +214,11 @@ def cutout(images: tf.Tensor, seed: tf.Tensor, max_fraction: float) -> tf.Tensor
 # ---------------------------------------------------------------- RandAugment
 
 
-def _signed(magnitude: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    sign = tf.where(_uniform(tf.shape(magnitude), seed) < 0.5, -1.0, 1.0)
-    return magnitude * sign
+def _enhance_factor(m: tf.Tensor, sign: tf.Tensor) -> tf.Tensor:
+    return 1.0 + 0.95 * m * sign
 
 
-def _enhance_factor(m: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    return 1.0 + 0.95 * _signed(m, seed)
-
-
+# Each op: (images, magnitude [B] in 0..1, sign [B] of +-1) -> images.
 _COLOR_OPS: dict[str, Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]] = {
     "identity": lambda x, m, s: x,
     "autocontrast": lambda x, m, s: autocontrast(x),
@@ -219,14 +233,14 @@ _COLOR_OPS: dict[str, Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]] = 
 
 
 def _rotation(m, s, size):
-    angle = _signed(m, s) * (30.0 * math.pi / 180.0)
+    angle = m * s * (30.0 * math.pi / 180.0)
     cos, sin = tf.cos(angle), tf.sin(angle)
     zero = tf.zeros_like(m)
     return tf.stack([tf.stack([cos, -sin, zero], -1), tf.stack([sin, cos, zero], -1)], 1)
 
 
 def _shear(m, s, size, axis):
-    shear = _signed(m, s) * 0.3
+    shear = m * s * 0.3
     one, zero = tf.ones_like(m), tf.zeros_like(m)
     if axis == "x":  # x_in = x_out + shear * y_out
         rows = [tf.stack([one, zero, zero], -1), tf.stack([shear, one, zero], -1)]
@@ -236,7 +250,7 @@ def _shear(m, s, size, axis):
 
 
 def _shift(m, s, size, axis):
-    shift = _signed(m, s) * 0.3 * size
+    shift = m * s * 0.3 * size
     one, zero = tf.ones_like(m), tf.zeros_like(m)
     dy, dx = (zero, shift) if axis == "x" else (shift, zero)
     return tf.stack([tf.stack([one, zero, dy], -1), tf.stack([zero, one, dx], -1)], 1)
@@ -253,7 +267,7 @@ _GEOMETRIC_OPS: dict[str, Callable[[tf.Tensor, tf.Tensor, float], tf.Tensor]] = 
 RANDAUGMENT_OPS: tuple[str, ...] = tuple(_COLOR_OPS) + tuple(_GEOMETRIC_OPS)
 
 
-def rand_augment(images: tf.Tensor, seed: tf.Tensor, num_ops: int = 2) -> tf.Tensor:
+def rand_augment(images: tf.Tensor, seed: tf.Tensor, num_ops: int = 2, rows: Rows | None = None) -> tf.Tensor:
     """Applies `num_ops` ops drawn per image from `RANDAUGMENT_OPS`, each with a random magnitude.
 
     Args:
@@ -264,24 +278,25 @@ def rand_augment(images: tf.Tensor, seed: tf.Tensor, num_ops: int = 2) -> tf.Ten
     Every op of the list is computed for the whole batch and each image keeps its own draw, so
     the cost is that of all ops on the batch, with no per-image control flow.
     """
-    batch = tf.shape(images)[0]
+    batch = _batch(images)
     size = float(images.shape[1])
     color_names, geometric_names = list(_COLOR_OPS), list(_GEOMETRIC_OPS)
     for round_seed in _split(seed, num_ops):
         seed_op, seed_mag, seed_sign = _split(round_seed, 3)
-        choice = _uniform([batch], seed_op, 0, len(RANDAUGMENT_OPS), tf.int32)
-        magnitude = _uniform([batch], seed_mag)
+        choice = _uniform(batch, seed_op, 0, len(RANDAUGMENT_OPS), tf.int32, rows)
+        magnitude = _uniform(batch, seed_mag, rows=rows)
+        sign = tf.where(_uniform(batch, seed_sign, rows=rows) < 0.5, -1.0, 1.0)  # of signed magnitudes
         out = images
         for index, name in enumerate(color_names):
             if name == "identity":
                 continue
             chosen = _per_image(tf.equal(choice, index))
-            out = tf.where(chosen, _COLOR_OPS[name](images, magnitude, seed_sign), out)
+            out = tf.where(chosen, _COLOR_OPS[name](images, magnitude, sign), out)
         identity = tf.eye(2, 3, batch_shape=[batch])
         matrices = identity
         for offset, name in enumerate(geometric_names):
             chosen = tf.equal(choice, len(color_names) + offset)[:, None, None]
-            matrices = tf.where(chosen, _GEOMETRIC_OPS[name](magnitude, seed_sign, size), matrices)
+            matrices = tf.where(chosen, _GEOMETRIC_OPS[name](magnitude, sign, size), matrices)
         is_geometric = choice >= len(color_names)
         images = tf.where(_per_image(is_geometric), affine_warp(images, matrices), out)
     return images
@@ -307,43 +322,45 @@ class Augment:
     num_ops: int = 2
     cutout: float = 0.5
 
-    def weak(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def weak(self, images: tf.Tensor, seed: tf.Tensor, rows: Rows | None = None) -> tf.Tensor:
         """Weak view: flip (if enabled) and translate. images: uint8/float `[B, H, W, 3]`.
 
-        Returns float32 in 0..255.
+        Returns float32 in 0..255. `rows`: see `_uniform`.
         """
         images = tf.cast(images, tf.float32)
         seed_flip, seed_shift = _split(seed, 2)
         if self.flip:
-            images = random_flip(images, seed_flip)
-        return random_translate(images, seed_shift, self.translate)
+            images = random_flip(images, seed_flip, rows)
+        return random_translate(images, seed_shift, self.translate, rows)
 
-    def strong(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def strong(self, images: tf.Tensor, seed: tf.Tensor, rows: Rows | None = None) -> tf.Tensor:
         """Strong view: the weak ops, RandAugment, then Cutout. Returns float32 in 0..255."""
         seed_weak, seed_ra, seed_cut = _split(seed, 3)
-        images = rand_augment(self.weak(images, seed_weak), seed_ra, self.num_ops)
+        images = rand_augment(self.weak(images, seed_weak, rows), seed_ra, self.num_ops, rows)
         if self.cutout > 0:
-            images = cutout(images, seed_cut, self.cutout)
+            images = cutout(images, seed_cut, self.cutout, rows)
         return images
 
-    def views(self, images: tf.Tensor, names: Sequence[str], seed: tf.Tensor) -> dict[str, tf.Tensor]:
+    def views(self, images: tf.Tensor, names: Sequence[str], seed: tf.Tensor,
+              rows: Rows | None = None) -> dict[str, tf.Tensor]:
         """Makes the named views of one batch, each with its own sub-seed.
 
         Args:
           images: uint8 `[B, H, W, 3]` preprocessed images.
-          names: view names, each `weak`, `strong`, `strong2` (a second, independent strong view,
-            for contrastive learning) or `plain` (no augmentation, float32).
+          names: view names, each `weak`, `strong` or `strong2` (a second, independent strong
+            view, for contrastive learning).
           seed: int `[2]`.
+          rows: `(offset, total)` when `images` are rows of a larger global batch (one
+            replica's slice): every image then gets the draws it gets in the global batch.
 
         Returns:
           {name: float32 `[B, H, W, 3]`}.
         """
         seeds = _split(seed, 3)
         makers = {
-            "plain": lambda: tf.cast(images, tf.float32),
-            "weak": lambda: self.weak(images, seeds[0]),
-            "strong": lambda: self.strong(images, seeds[1]),
-            "strong2": lambda: self.strong(images, seeds[2]),
+            "weak": lambda: self.weak(images, seeds[0], rows),
+            "strong": lambda: self.strong(images, seeds[1], rows),
+            "strong2": lambda: self.strong(images, seeds[2], rows),
         }
         unknown = set(names) - set(makers)
         if unknown:

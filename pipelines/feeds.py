@@ -77,16 +77,30 @@ def _part_seed(seed: tf.Tensor, part: int) -> tf.Tensor:
     return tf.random.experimental.stateless_fold_in(seed, part, alg=tf.random.Algorithm.PHILOX)
 
 
-def apply_views(batch: dict, spec: FeedSpec) -> dict:
+def apply_views(batch: dict, spec: FeedSpec, replica: tuple = (0, 1)) -> dict:
     """Replaces each part's uint8 `images` by the views the method asked for.
 
     Runs inside `Dataset.map` (data placement) or inside the train step (device placement).
+
+    Args:
+      batch: a feed element whose parts hold uint8 `images`.
+      spec: the feed spec (views, augmentation).
+      replica: `(index, count)`: the batch is replica `index`'s row-slice of a global batch
+        split over `count` replicas (see `tfuda.engine.distribute.split_for_replicas`). Each
+        image is then augmented exactly as in the global batch, so N replicas see the views
+        one replica would see.
     """
+    index, count = replica
     out = {"seed": batch["seed"]}
-    for part, names, index in (("source", spec.source_views, 0), ("target", spec.target_views, 1)):
+    for part_index, (part, names) in enumerate((("source", spec.source_views), ("target", spec.target_views))):
         if part not in batch:
             continue
-        views = spec.augment.views(batch[part]["images"], names, _part_seed(batch["seed"], index))
+        images = batch[part]["images"]
+        rows = None
+        if count > 1:
+            local = images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
+            rows = (index * local, count * local)
+        views = spec.augment.views(images, names, _part_seed(batch["seed"], part_index), rows)
         out[part] = {"labels": batch[part]["labels"], **views}
     return out
 

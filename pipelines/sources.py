@@ -337,6 +337,22 @@ def load_source(spec: str, **kwargs) -> tuple[tf.data.Dataset, SourceInfo]:
     return source.dataset(), source.info
 
 
+def canonical_spec(spec: str) -> str:
+    """A spec's data, named one way: default splits made explicit, paths made absolute and real.
+
+    `digits-m` and `digits-m:train`, or `data/x` and `./data/x/`, name the same data.
+    """
+    if spec.startswith("npz:"):
+        return "npz:" + os.path.realpath(spec[len("npz:"):])
+    if spec.startswith("tfds:"):
+        name, split = _split_spec(spec[len("tfds:"):])
+        return f"tfds:{name}:{split or 'train'}"
+    name, split = _split_spec(spec)
+    if name in builtin.BUILTINS:
+        return f"{name}:{split or 'train'}"
+    return os.path.realpath(spec)
+
+
 def check_same_classes(train: SourceInfo, other: SourceInfo, flag: str) -> None:
     """Raises DataError if a labeled `other` does not have the classes of labeled `train`."""
     if other.class_names is None or train.class_names is None:

@@ -148,8 +148,9 @@ class Config:
             pretrain = self.steps // 2
             finetune = self.steps - pretrain
         if pretrain < 1 or finetune < 1:
-            raise ConfigError(f"--steps {self.steps} leaves no room for both phases: give --pretrain-steps "
-                              "and --finetune-steps")
+            raise ConfigError(f"--steps {self.steps} leaves no room for both phases ({pretrain} pretraining, "
+                              f"{finetune} fine-tuning steps): give --pretrain-steps and --finetune-steps, "
+                              "or more --steps")
         self.pretrain_steps, self.finetune_steps = pretrain, finetune
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,4 +210,6 @@ def resolve(cli: dict[str, Any], config_file: str | None = None,
                 f"--resume continues the saved run; {', '.join('--' + k.replace('_', '-') for k in sorted(fixed))} "
                 f"cannot change (may change: {', '.join('--' + k.replace('_', '-') for k in Config.RESUMABLE)})")
     values.update(overrides)
+    if saved is not None and values.get("method") == "contrastive" and values.get("steps") != saved.get("steps"):
+        values["finetune_steps"] = None  # a new --steps extends (or shortens) the fine-tuning phase
     return Config.from_dict(values, config_file or "command line").validate()

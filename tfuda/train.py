@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 from tfuda.cli import quiet_tensorflow, run_command
 from tfuda.config import AUGMENT_ON_CHOICES, SETTINGS, XLA_CHOICES, Config, ConfigError, resolve
@@ -75,32 +76,39 @@ def _default_out(method: str) -> str:
     return os.path.join("runs", f"{stamp}-{method}")
 
 
-def prepare_run(cli: dict) -> tuple[Config, RunDir, bool]:
-    """Resolves the config and the run directory; refuses to clobber or to resume nothing."""
+def prepare_run(cli: dict) -> tuple[Config, RunDir, Path | None]:
+    """Resolves the config and the run directory; refuses to clobber or to resume nothing.
+
+    Returns `(config, run directory to write, checkpoint directory to resume from or None)`.
+    Only the chief writes `--out`: another worker of a multi-worker run writes to a scratch
+    directory of its own (removed by `main` at the end) and, on `--resume`, reads the chief's
+    checkpoints without writing to them.
+    """
     resume = bool(cli.pop("resume", False))
     config_file = cli.pop("config", None)
     if resume:
         if "out" not in cli:
             raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
-        run = RunDir(cli["out"])
-        if not run.config_file.is_file():
-            raise ConfigError(f"--resume: '{run.path}' has no config.json, so there is no run to continue")
-        config = resolve(cli, config_file, saved=run.config())
+        shared = RunDir(cli["out"])
+        if not shared.config_file.is_file():
+            raise ConfigError(f"--resume: '{shared.path}' has no config.json, so there is no run to continue")
+        config = resolve(cli, config_file, saved=shared.config())
+        resume_from = shared.checkpoints
     else:
         config = resolve(cli, config_file)
         config.out = config.out or _default_out(config.method)
-        run = RunDir(config.out)
-        if not is_chief():  # other workers of a multi-worker run write to a scratch directory
-            run = RunDir(tempfile.mkdtemp(prefix="tfuda-worker-"))
-        elif run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
-            raise ConfigError(f"--out '{run.path}' exists and is not empty: choose a new directory, "
+        shared = RunDir(config.out)
+        if is_chief() and shared.path.exists() and (not shared.path.is_dir() or any(shared.path.iterdir())):
+            raise ConfigError(f"--out '{shared.path}' exists and is not empty: choose a new directory, "
                               "or add --resume to continue that run")
+        resume_from = None
+    run = shared if is_chief() else RunDir(tempfile.mkdtemp(prefix="tfuda-worker-"))
     try:
         run.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run.config_file, config.to_dict())
     except OSError as err:
         raise ConfigError(f"cannot write the run directory '{run.path}': {err.strerror or err}") from None
-    return config, run, resume
+    return config, run, resume_from
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,14 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         from tfuda.engine.loop import NonFiniteLoss
         from tfuda.engine.run import train_run
 
-        config, run, resume = prepare_run(vars(args))
+        config, run, resume_from = prepare_run(vars(args))
         try:
-            train_run(config, run, resume=resume)
+            train_run(config, run, resume_from=resume_from)
         except NonFiniteLoss as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        finally:
+            if not is_chief():  # a scratch directory of this worker's own, never the chief's
+                shutil.rmtree(run.path, ignore_errors=True)
         if not is_chief():
-            shutil.rmtree(run.path, ignore_errors=True)
             return 0
         if not config.no_report:
             from tfuda.report import write_report

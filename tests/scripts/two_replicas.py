@@ -1,7 +1,7 @@
 """Runs in its own process: two logical CPU devices must be configured before TF initialises.
 
 Prints one JSON line with the checks' results, for tests/tfuda/test_distribute.py.
-usage: python two_replicas.py {step,stats,adamatch,nan} OUT_DIR
+usage: python two_replicas.py {step,stats,views,adamatch,nan} OUT_DIR
 (one strategy per process: two MirroredStrategy objects in one process share collective keys)
 """
 
@@ -88,6 +88,32 @@ elif mode == "stats":
         abs(distributed[k] - (float(halves[0][k]) + float(halves[1][k])) / 2) for k in distributed)
     results["mask_rate_whole_batch"] = float(whole["monitors/mask_rate"])
     results["mask_rate_two_replicas"] = distributed["monitors/mask_rate"]
+elif mode == "views":
+    # --augment-on device on 2 replicas: each replica makes the views of its half of the global
+    # batch inside the train step; they must equal the views one replica makes of the whole batch.
+    from tfuda.methods import AdaMatch
+
+    mirrored = make_strategy("mirrored")
+    spec = FeedSpec(8, 3, 16, AdaMatch.source_views, AdaMatch.target_views, seed=5, on_device=True)
+    with mirrored.scope():
+        adapter = Adapter(frozen_bn_model(mirrored), AdaMatch(), total_steps=10, feed_spec=spec)
+
+    def feed():
+        return make_feed(open_source("digits"), open_source("digits-m"), spec)
+
+    whole = adapter.step_inputs(next(iter(feed())))
+    per_replica = mirrored.run(tf.function(adapter.step_inputs), args=(next(iter(split_for_replicas(feed(), mirrored))),))
+    local = mirrored.experimental_local_results(per_replica)
+    diffs = {}
+    for part, views in (("source", AdaMatch.source_views), ("target", AdaMatch.target_views)):
+        for view in views:
+            joined = np.concatenate([r[part][view].numpy() for r in local])
+            diffs[f"{part}/{view}"] = float(np.abs(joined - whole[part][view].numpy()).max())
+    results["max_view_diff"] = max(diffs.values())
+    halves_identical = [np.array_equal(local[0][p][v].numpy(), local[1][p][v].numpy())
+                        for p, v in (("source", "strong"), ("target", "strong"))]
+    results["replica_views_identical"] = any(halves_identical)
+    results["replica_seeds"] = [r["seed"].numpy().tolist() for r in local]
 elif mode == "adamatch":
     results["exit"] = main(["--strategy", "mirrored", "--steps", "3", "--batch-size", "4", "--eval-every", "3",
                             "--checkpoint-every", "3", "--no-report", "--out", out])

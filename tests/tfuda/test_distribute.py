@@ -50,6 +50,17 @@ def test_adamatch_statistics_are_per_replica(tmp_path):
     assert 0.0 <= results["mask_rate_two_replicas"] <= 1.0
 
 
+def test_on_device_views_on_two_replicas_equal_the_one_replica_views(tmp_path):
+    # Each image gets the augmentation draws it gets in the global batch (draws made for the
+    # global batch, sliced per replica), so N replicas train on what one replica would see.
+    results, _ = _two_replicas("views", tmp_path)
+    assert results["max_view_diff"] == 0.0
+    assert not results["replica_views_identical"]
+    # The method's own draws (AdaMatch's interpolation) come from a seed of each replica's own.
+    first, second = results["replica_seeds"]
+    assert first != second
+
+
 def test_adamatch_on_two_replicas(tmp_path):
     results, stdout = _two_replicas("adamatch", tmp_path / "run")
     assert results["exit"] == 0 and "over 2 replicas" in stdout
@@ -76,17 +87,20 @@ def _free_ports(count):
     return ports
 
 
-def test_two_workers_on_localhost(tmp_path):
+def _start_workers(args_of):
+    """Starts 2 `multiworker` training processes on 127.0.0.1; `args_of(index)` gives the flags."""
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     processes = []
     for index in range(2):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "tfuda.train", "--strategy", "multiworker", "--steps", "3",
-             "--batch-size", "4", "--eval-every", "3", "--checkpoint-every", "3", "--no-report",
-             "--out", str(tmp_path / f"out{index}")],
+            [sys.executable, "-m", "tfuda.train", "--strategy", "multiworker", *args_of(index)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(TF_CONFIG=config)))
+    return processes
+
+
+def _finish(processes):
     try:
         outputs = [p.communicate(timeout=TIMEOUT) for p in processes]
     finally:
@@ -94,10 +108,51 @@ def test_two_workers_on_localhost(tmp_path):
             p.kill()
     for p, (out, err) in zip(processes, outputs):
         assert p.returncode == 0, err[-3000:]
+    return outputs
+
+
+def test_two_workers_on_localhost(tmp_path):
+    outputs = _finish(_start_workers(lambda index: [
+        "--steps", "3", "--batch-size", "4", "--eval-every", "3", "--checkpoint-every", "3", "--no-report",
+        "--out", str(tmp_path / f"out{index}")]))
     metrics = json.loads((tmp_path / "out0" / "metrics.json").read_text())
     assert metrics["steps"] == 3 and metrics["config"]["strategy"] == "multiworker"
     assert "over 2 replicas" in outputs[0][0]
     assert not (tmp_path / "out1").exists()  # the non-chief wrote only to a scratch directory
+
+
+def _run_path(stdout):
+    """The run directory a training process printed in its first line (`... | run PATH`)."""
+    return Path(stdout.splitlines()[0].rsplit("| run ", 1)[1])
+
+
+def test_two_workers_killed_then_resumed_on_a_shared_out(tmp_path):
+    # README: every worker gets the same --out on a shared file system. Only the chief writes it;
+    # the other worker resumes from the chief's checkpoint and never writes or deletes it.
+    out = tmp_path / "shared"
+    args = ["--steps", "40", "--batch-size", "4", "--checkpoint-every", "5", "--eval-every", "1000",
+            "--no-report", "--out", str(out)]
+    processes = _start_workers(lambda index: args)
+    deadline = time.time() + TIMEOUT
+    try:
+        while time.time() < deadline and not tf.train.latest_checkpoint(str(out / "checkpoints")):
+            assert all(p.poll() is None for p in processes), "training ended before it could be killed"
+            time.sleep(0.1)
+    finally:
+        for p in processes:
+            p.send_signal(signal.SIGKILL)
+            p.wait(timeout=60)
+    killed_at = int(tf.train.latest_checkpoint(str(out / "checkpoints")).rsplit("-", 1)[1])
+    assert killed_at < 40 and not (out / "model.keras").exists()
+    outputs = _finish(_start_workers(lambda index: ["--resume", *args]))
+    assert f"steps {killed_at}->40" in outputs[0][0] and f"steps {killed_at}->40" in outputs[1][0]
+    scratch = _run_path(outputs[1][0])
+    assert scratch != out and not scratch.exists()  # the other worker removed only its own directory
+    for name in ("config.json", "class_names.json", "metrics.json", "model.keras", "checkpoints", "logs"):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["steps"] == 40 and metrics["task"] == "worker 0"
+    assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("ckpt-40")
 
 
 def test_sigkill_mid_run_then_resume_loses_nothing(tmp_path, capsys):

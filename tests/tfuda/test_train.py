@@ -126,3 +126,44 @@ def test_bad_config_file_key(tmp_path, capsys):
     cfg.write_text('{"batchsize": 8}')
     assert main(["--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
     assert "unknown key(s) batchsize" in capsys.readouterr().err
+
+
+def test_resuming_contrastive_with_more_steps_extends_fine_tuning(tmp_path):
+    out = str(tmp_path / "run")
+    args = ["--method", "contrastive", "--batch-size", "4", "--checkpoint-every", "2", "--eval-every", "100",
+            "--no-report", "--out", out]
+    assert main(["--steps", "4", *args]) == 0
+    assert main(["--steps", "6", "--resume", *args]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["steps"] == 6
+    assert (metrics["config"]["pretrain_steps"], metrics["config"]["finetune_steps"]) == (2, 4)
+
+
+def test_resuming_contrastive_into_its_pretraining_is_refused(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    args = ["--method", "contrastive", "--batch-size", "4", "--pretrain-steps", "3", "--finetune-steps", "1",
+            "--checkpoint-every", "2", "--eval-every", "100", "--no-report", "--out", out]
+    assert main(args) == 0
+    assert main(["--resume", "--steps", "3", "--method", "contrastive", "--out", out]) == 2
+    assert "--steps 3 leaves no room for both phases" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("labeled, extra, eval_spec", [
+    ("digits-m:test", [], "digits-m:test"),  # the default evaluation set: the target's held-out split
+    ("digits-m", ["--eval-target", "digits-m:train"], "digits-m:train"),  # the same split, named two ways
+])
+def test_ssda_labeled_target_that_is_the_evaluation_set_is_refused(tmp_path, capsys, labeled, extra, eval_spec):
+    assert main(["--setting", "ssda", "--target-labeled", labeled, "--labeled-per-class", "2", *extra,
+                 "--steps", "1", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"--target-labeled '{labeled}' is the target evaluation set '{eval_spec}'" in err
+    assert "Traceback" not in err
+
+
+def test_canonical_specs_name_the_same_data(tmp_path):
+    from pipelines.sources import canonical_spec
+
+    assert canonical_spec("digits-m") == canonical_spec("digits-m:train") != canonical_spec("digits-m:test")
+    (tmp_path / "imgs").mkdir()
+    assert canonical_spec(str(tmp_path / "imgs")) == canonical_spec(str(tmp_path / "imgs") + "/")
+    assert canonical_spec("tfds:mnist") == canonical_spec("tfds:mnist:train")

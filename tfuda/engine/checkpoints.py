@@ -26,9 +26,14 @@ class Checkpoints:
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
         self.adapter = adapter
 
-    def restore_latest(self) -> int:
-        """Restores the newest checkpoint, if any; returns the restored step (0 if none)."""
-        path = self.manager.latest_checkpoint
+    def restore_latest(self, directory: str | None = None) -> int:
+        """Restores the newest checkpoint, if any; returns the restored step (0 if none).
+
+        Args:
+          directory: where to read it from (default: this manager's own directory). Another
+            worker of a multi-worker run reads the chief's checkpoints and saves to its own.
+        """
+        path = self.manager.latest_checkpoint if directory is None else tf.train.latest_checkpoint(directory)
         if path is None:
             return 0
         self.checkpoint.restore(path).assert_existing_objects_matched()

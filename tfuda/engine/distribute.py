@@ -48,27 +48,63 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise UserError(f"unknown --strategy '{name}'; choose from {', '.join(STRATEGIES)}")
 
 
-def is_chief() -> bool:
-    """True unless TF_CONFIG names this task as a non-chief worker."""
+def _tf_config() -> dict:
     config = os.environ.get("TF_CONFIG")
     if not config:
-        return True
+        return {}
     try:
-        parsed = json.loads(config)
+        return json.loads(config)
     except ValueError:
         raise UserError("TF_CONFIG is not valid JSON") from None
-    task = parsed.get("task", {})
-    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+
+
+def task() -> tuple[str, int] | None:
+    """`(type, index)` of this process's task in TF_CONFIG, e.g. `("worker", 1)`; None without it."""
+    parsed = _tf_config()
+    if not parsed:
+        return None
+    spec = parsed.get("task", {})
+    return spec.get("type", "worker"), int(spec.get("index", 0))
+
+
+def is_chief() -> bool:
+    """True unless TF_CONFIG names this task as a non-chief worker."""
+    this = task()
+    if this is None:
+        return True
+    kind, index = this
     if kind == "chief":
         return True
-    has_chief = bool(parsed.get("cluster", {}).get("chief"))
+    has_chief = bool(_tf_config().get("cluster", {}).get("chief"))
     return kind == "worker" and index == 0 and not has_chief
+
+
+def replica() -> tuple[tf.Tensor | int, int]:
+    """`(index, count)` of the replica running the caller; `(0, 1)` outside a strategy."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 0, 1
+    return context.replica_id_in_sync_group, context.num_replicas_in_sync
+
+
+def replica_seed(seed: tf.Tensor) -> tf.Tensor:
+    """Folds the replica index into a step's seed (unchanged on one replica).
+
+    Random draws a method makes inside the step (AdaMatch's logit interpolation) then differ
+    between replicas instead of repeating the same numbers on every replica's rows.
+    """
+    index, count = replica()
+    if count == 1:
+        return seed
+    return tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int32), alg=tf.random.Algorithm.PHILOX)
 
 
 def split_for_replicas(feed: tf.data.Dataset, strategy: tf.distribute.Strategy) -> tf.distribute.DistributedDataset:
     """Distributes a feed of *global* batches: replica r gets rows [r*n/R, (r+1)*n/R) of each part.
 
-    Non-batch entries (the step's `seed`) are given to every replica unchanged.
+    Non-batch entries (the step's `seed`) are given to every replica unchanged; the train step
+    makes per-replica draws from it with `replica()` (augmentation: the global batch's draws,
+    sliced) and `replica_seed` (the method's own draws).
     """
     replicas = strategy.num_replicas_in_sync
     if replicas == 1:

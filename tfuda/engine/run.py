@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -12,12 +13,12 @@ import tensorflow as tf
 from pipelines.augment import Augment
 from pipelines.errors import DataError, UserError
 from pipelines.feeds import FeedSpec, make_feed
-from pipelines.sources import Source, check_same_classes, open_source
+from pipelines.sources import Source, canonical_spec, check_same_classes, open_source
 from pipelines.splits import carve_per_class
 from tfuda.config import Config
 from tfuda.engine import loop
 from tfuda.engine.checkpoints import Checkpoints
-from tfuda.engine.distribute import is_chief, make_strategy, split_for_replicas
+from tfuda.engine.distribute import is_chief, make_strategy, split_for_replicas, task
 from tfuda.engine.evaluate import evaluate
 from tfuda.engine.trainer import Adapter, make_optimizer
 from tfuda.methods import method_class
@@ -85,10 +86,17 @@ def open_run_data(config: Config, needs_target: bool) -> RunData:
         # The held-out split of a built-in target, without opening the target twice.
         target_held_out = (target.info.held_out if target is not None
                            else open_source(config.target, **kwargs).info.held_out)
+    eval_target = eval_set("--eval-target", config.eval_target, target_held_out)
+    if (labeled_target is not None and eval_target is not None
+            and canonical_spec(config.target_labeled) == canonical_spec(eval_target.info.spec)):
+        raise DataError(f"--target-labeled '{config.target_labeled}' is the target evaluation set "
+                        f"'{eval_target.info.spec}': its labels would be trained on and then reported as "
+                        "accuracy. Carve the labeled target images from other data, or give --eval-target "
+                        "a held-out set")
     return RunData(
         source=source,
         target=target,
-        eval_target=eval_set("--eval-target", config.eval_target, target_held_out),
+        eval_target=eval_target,
         eval_source=eval_set("--eval-source", config.eval_source, full_source.info.held_out),
         labeled_target=labeled_target,
     )
@@ -100,8 +108,11 @@ def _evaluators(data: RunData, image_size: int) -> dict:
             for name, s in sets.items() if s is not None}
 
 
-def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None) -> dict:
+def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None, stream=None) -> dict:
     """Trains (or resumes) the run in `run` and writes its artifacts; returns `metrics.json`.
+
+    `resume_from`: a checkpoint directory to continue from (the run's own, or on another worker
+    of a multi-worker run, the chief's); None starts afresh.
 
     Keras' global dtype policy is set for the run (mixed_float16 under `--mixed-precision`) and
     restored afterwards.
@@ -113,12 +124,12 @@ def train_run(config: Config, run: RunDir, *, resume: bool = False, stream=None)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
     try:
-        return _train_run(config, run, resume, stream or sys.stdout)
+        return _train_run(config, run, resume_from, stream or sys.stdout)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train_run(config: Config, run: RunDir, resume: bool, stream) -> dict:
+def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream) -> dict:
     strategy = make_strategy(config.strategy)  # first: multi-worker needs it before other ops
     replicas = strategy.num_replicas_in_sync
     chief = is_chief()
@@ -147,7 +158,7 @@ def _train_run(config: Config, run: RunDir, resume: bool, stream) -> dict:
         schedule = method.learning_rate(config.lr, config.steps)
         adapter.compile(optimizer=make_optimizer(schedule, mixed_precision=config.mixed_precision), jit_compile=xla)
     checkpoints = Checkpoints(adapter, str(run.checkpoints))
-    start_step = checkpoints.restore_latest() if resume else 0
+    start_step = checkpoints.restore_latest(str(resume_from)) if resume_from is not None else 0
     wall_before = float(checkpoints.wall_time.numpy())
 
     unlabeled = f" + {spec.uratio * spec.batch_size} unlabeled" if data.target is not None else ""
@@ -187,7 +198,9 @@ def _train_run(config: Config, run: RunDir, resume: bool, stream) -> dict:
     # that had no steps left to train).
     final = evaluation.latest if evaluation.latest_step == steps else {
         name: fn(ema) for name, fn in evaluators.items()}
+    this_task = task()
     metrics = {"status": "completed", "steps": steps,
+               "task": None if this_task is None else f"{this_task[0]} {this_task[1]}",
                "source_accuracy": None, "target_accuracy": None,
                "per_class_target_accuracy": None, "target_confusion": None,
                "wall_time_s": round(wall_time, 2), "eval_history": evaluation.history,

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from pipelines.feeds import FeedSpec, apply_views
+from tfuda.engine.distribute import replica, replica_seed
 from tfuda.engine.ema import EMA
 from tfuda.methods.base import Method
 
@@ -64,11 +65,21 @@ class Adapter(keras.Model):
             variables += layer.trainable_variables
         return variables
 
-    def train_step(self, batch):
-        step = self.optimizer.iterations
-        progress = tf.minimum(tf.cast(step, tf.float32) / float(self.total_steps), 1.0)
+    def step_inputs(self, batch: dict) -> dict:
+        """The batch the method sees: on-device views (with `feed_spec.on_device`) and a seed of
+        this replica's own.
+
+        On replica r of N the views of each image are those of the global batch (see
+        `apply_views`); the seed has the replica folded in, so the method's own draws differ.
+        """
         if self.feed_spec is not None and self.feed_spec.on_device:
-            batch = apply_views(batch, self.feed_spec)
+            batch = apply_views(batch, self.feed_spec, replica())
+        return {**batch, "seed": replica_seed(batch["seed"])}
+
+    def train_step(self, batch):
+        step = tf.identity(self.optimizer.iterations)  # this step's 0-based index, before the update
+        progress = tf.minimum(tf.cast(step, tf.float32) / float(self.total_steps), 1.0)
+        batch = self.step_inputs(batch)
         variables = self.train_variables
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
@@ -79,6 +90,9 @@ class Adapter(keras.Model):
             scaled = self.optimizer.scale_loss(total / replicas)
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
+        # One step counter: a step that loss scaling skipped (non-finite float16 gradients) leaves
+        # `iterations` behind, while the loop, checkpoints and the feed count every step.
+        self.optimizer.iterations.assign(step + 1)
         self.ema.update(step - self.ema_start)
         logs = {"loss": total, **logs, "losses/weight_decay": decay, "monitors/lr": self.optimizer.learning_rate}
         # Shape [1]: Keras reduces per-replica outputs of a multi-worker step along axis 0.

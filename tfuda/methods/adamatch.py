@@ -51,17 +51,26 @@ def interpolate_logits(joint: tf.Tensor, source_only: tf.Tensor, seed: tf.Tensor
     return lam * joint + (1.0 - lam) * source_only
 
 
+def batch_norm_statistics(model: keras.Model) -> list:
+    """The moving means and variances of every batch-norm layer of `model` (nested ones included)."""
+    return [variable for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.BatchNormalization)
+            for variable in (layer.moving_mean, layer.moving_variance)]
+
+
 def source_only_logits(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
     """`model(images, training=True)` whose batch-norm statistic updates are discarded.
 
-    The non-trainable variables (batch-norm moving statistics) are read before the call and
-    written back after it, as the official code does; gradients flow as in any call. (Keras'
-    `stateless_call` would avoid the writes, but under `MirroredStrategy` it loses some
-    gradients on all but the first replica.)
+    The batch-norm moving statistics are read before the call and written back after it, as
+    the official code does; gradients flow as in any call. Only those are restored: other
+    non-trainable state (the seed of a dropout layer) advances, so the next call draws new
+    masks. (Keras' `stateless_call` would avoid the writes, but under `MirroredStrategy` it
+    loses some gradients on all but the first replica.)
     """
-    saved = [tf.identity(v.value) for v in model.non_trainable_variables]
+    statistics = batch_norm_statistics(model)
+    saved = [tf.identity(v.value) for v in statistics]
     logits = model(images, training=True)
-    for variable, value in zip(model.non_trainable_variables, saved):
+    for variable, value in zip(statistics, saved):
         variable.assign(value)
     return logits
 

@@ -45,6 +45,17 @@ def run_all(runs: dict[str, list[str]], steps: int, seed: int, out: Path, extra:
     return results
 
 
+def cpu_model() -> str:
+    """The CPU's model name as `lscpu` shows it, and the core count: every timing names its machine."""
+    name = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
 def gap_closed(source_only: float, method: float, oracle: float) -> float:
     return (method - source_only) / max(oracle - source_only, 1e-9)
 
@@ -63,7 +74,7 @@ def main() -> None:
     args, extra, out = bench_args(__doc__, "accuracy")
     results = run_all(RUNS, args.steps, args.seed, out, extra)
     acc = {name: m["target_accuracy"] for name, m in results.items()}
-    lines = [f"digits -> digits-m, cnn-small, {args.steps} steps each, seed {args.seed}, {os.cpu_count()} CPU cores",
+    lines = [f"digits -> digits-m, cnn-small, {args.steps} steps each, seed {args.seed}, {cpu_model()}",
              f"{'run':<12} {'target acc':>10} {'source acc':>10} {'wall time':>10}"]
     for name, m in results.items():
         lines.append(f"{name:<12} {m['target_accuracy']:>10.4f} {m['source_accuracy']:>10.4f} {m['wall_time_s']:>9.0f}s")

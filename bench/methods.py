@@ -11,9 +11,7 @@ Finished runs in `--out` are reused, so an interrupted benchmark can be continue
 
 from __future__ import annotations
 
-import os
-
-from accuracy import RUNS, bench_args, gap_closed, run_all
+from accuracy import RUNS, bench_args, cpu_model, gap_closed, run_all
 
 METHOD_RUNS = {
     "source-only": RUNS["source-only"],
@@ -30,7 +28,7 @@ def main() -> None:
     results = run_all(METHOD_RUNS, args.steps, args.seed, out, extra)
     acc = {name: m["target_accuracy"] for name, m in results.items()}
     rows = [f"digits -> digits-m, cnn-small, {args.steps} steps per run, seed {args.seed}, "
-            f"{os.cpu_count()} CPU cores; target accuracy on digits-m:test", "",
+            f"{cpu_model()}; target accuracy on digits-m:test", "",
             "| method | target accuracy | source accuracy | wall time | gap closed |",
             "|---|---|---|---|---|"]
     for name, m in results.items():

@@ -25,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from pipelines.feeds import FeedSpec, make_feed  # noqa: E402
 from pipelines.sources import open_source  # noqa: E402
-from tfuda.engine.trainer import Adapter, make_optimizer  # noqa: E402
+from tfuda.engine.trainer import TrainingModel, make_optimizer  # noqa: E402
 from tfuda.methods import AdaMatch, SourceOnly  # noqa: E402
 from tfuda.models import build_model  # noqa: E402
 
@@ -34,7 +34,7 @@ SIZE = 32
 
 def ms_per_step(method, batch: dict, model_name: str, steps: int, xla: bool) -> float:
     keras.utils.set_random_seed(0)
-    adapter = Adapter(build_model(model_name, 10, SIZE), method, total_steps=1000)
+    adapter = TrainingModel(build_model(model_name, 10, SIZE), method, total_steps=1000)
     adapter.compile(optimizer=make_optimizer(method.learning_rate(0.03, 1000)), jit_compile=xla)
     adapter.make_train_function()
     iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.errors import UserError
-from tfuda.cli import quiet_tensorflow, run_command
+from tfuda.cli import VERBOSE_HELP, command, run_command
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 TREE_OF = {"savedmodel": "serving", "tflite": "tflite", "onnx": "onnx"}
@@ -54,18 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement-int8", type=float, default=0.97, help="int8 artifacts: min top-1 agreement")
     p.add_argument("--strict", action="store_true", help="fail on unreadable image files in --eval/--calibration")
     p.add_argument("--no-report", action="store_true", help="do not remake the run's HTML report with this export")
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return p
 
 
-def _images(spec: str, size: int, limit: int, strict: bool, flag: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Up to `limit` preprocessed uint8 images `[N, S, S, 3]` of a spec, and labels if it has any."""
+def _images(source, size: int, limit: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to `limit` preprocessed uint8 images `[N, S, S, 3]` of a source, and labels if it has any."""
     from pipelines.feeds import preprocessed_batches
-    from pipelines.sources import open_source
 
-    try:
-        source = open_source(spec, strict=strict)
-    except UserError as err:
-        raise UserError(f"{flag}: {err}") from None
     images, labels = [], []
     count = 0
     for x, y in preprocessed_batches(source, 256, size):
@@ -78,94 +74,136 @@ def _images(spec: str, size: int, limit: int, strict: bool, flag: str) -> tuple[
     return x, (y if source.info.labeled else None)
 
 
-def _default_specs(run) -> tuple[str | None, str]:
-    """(eval set, calibration set) recorded by the run."""
-    metrics = run.metrics() if run.metrics_file.is_file() else {}
+def export_data(run, args: argparse.Namespace, size: int, calibrate: bool):
+    """`(eval spec, eval images, eval labels or None, calibration source or None)` of an export.
+
+    The run's own data (its target evaluation set, its target for int8 calibration) is opened
+    as training opened it (`pipelines.run_data.RunData`: same defaults, TFDS data dir, strictness);
+    `--eval`/`--calibration` replace them.
+    """
+    from pipelines.run_data import RunData
+
     config = run.config()
-    eval_spec = metrics.get("eval_target") or config.get("eval_target")
-    return eval_spec, config["target"]
+    data = RunData({**config, "strict": True} if args.strict else config)
+    evaluation = data.options.open(args.eval, "--eval") if args.eval else (data.eval_target or data.target)
+    images, labels = _images(evaluation, size, args.max_eval_images)
+    calibration = None
+    if calibrate:
+        calibration = data.options.open(args.calibration, "--calibration") if args.calibration else data.target
+    return evaluation.info.spec, images, labels, calibration
 
 
-def export_run(args: argparse.Namespace) -> dict:
-    """Exports, verifies and publishes; returns the report. Raises ExportFailed or UserError."""
-    import tensorflow as tf
-
-    from export import onnx as onnx_export
-    from export import serving, tflite, verify
-    from export.layout import ExportLayout, Staging
-    from tfuda.engine.evaluate import probabilities_fn
-    from tfuda.rundir import RunDir, write_json_atomic
+def _checked_formats(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    from export.tflite import PRECISIONS
 
     formats = _csv_choice(args.formats, FORMATS, "--formats")
-    precisions = _csv_choice(args.quantize, tflite.PRECISIONS, "--quantize")
+    precisions = _csv_choice(args.quantize, PRECISIONS, "--quantize")
     if not formats:
         raise UserError("--formats is empty: name at least one of " + ", ".join(FORMATS))
     if "tflite" in formats and not precisions:
         raise UserError("--quantize is empty but --formats includes tflite")
-    run = RunDir(args.run)
-    run.check_model()
-    model = run.load_model()
-    class_names = run.class_names()
+    return formats, (precisions if "tflite" in formats else [])
+
+
+def write_artifacts(model, class_names: list[str], formats: list[str], precisions: list[str],
+                    calibration_images: np.ndarray | None, stage) -> list[tuple]:
+    """Writes every requested artifact into the staging area; returns `(format, precision, path,
+    runner)` per artifact, a runner being images uint8 `[B, S, S, 3]` -> probabilities."""
+    import tensorflow as tf
+
+    from export import onnx_model, serving, tflite
+    from tfuda.atomic import write_json_atomic
+
     size = serving.image_size_of(model)
+    device_dir = stage.dir / "device"
+    serving.write_device_savedmodel(model, device_dir)
+    artifacts = []
+    if "savedmodel" in formats:
+        path = stage.path("serving")
+        serving.write_serving_savedmodel(model, class_names, path)
+        fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+        artifacts.append(("savedmodel", "float32", path,
+                          lambda x, fn=fn: fn(images=tf.constant(x))["probabilities"].numpy()))
+    if "tflite" in formats:
+        folder = stage.path("tflite")
+        files = {}
+        for precision in precisions:
+            target = folder / f"model.{precision}.tflite"
+            batches = (lambda: (calibration_images[i:i + 1] for i in range(len(calibration_images)))
+                       if precision == "int8" else None)
+            target.write_bytes(tflite.convert(device_dir, precision, batches))
+            if target.stat().st_size < tflite.MIN_BYTES:
+                raise ExportFailed(f"{target.name} is {target.stat().st_size} bytes: no weights were converted")
+            files[precision] = target.name
+            artifacts.append(("tflite", precision, target, tflite.TFLiteRunner(target)))
+        write_json_atomic(folder / "metadata.json", _metadata(class_names, size, files))
+    if "onnx" in formats:
+        folder = stage.path("onnx")
+        target = folder / "model.onnx"
+        onnx_model.convert(device_dir, target)
+        write_json_atomic(folder / "metadata.json", _metadata(class_names, size, {"float32": target.name}))
+        artifacts.append(("onnx", "float32", target, onnx_model.ONNXRunner(target)))
+    return artifacts
+
+
+def verify_artifacts(artifacts: list[tuple], args: argparse.Namespace, images: np.ndarray,
+                     labels: np.ndarray | None, keras_probs: np.ndarray) -> list:
+    """Runs each artifact on the evaluation images against the Keras model's probabilities."""
+    from export import verify
+
+    results = []
+    for fmt, precision, path, runner in artifacts:
+        threshold = args.min_agreement_int8 if precision == "int8" else args.min_agreement
+        try:
+            results.append(verify.check_artifact(str(path), fmt, precision, runner, images, labels,
+                                                 keras_probs, threshold))
+        except ValueError as err:
+            raise ExportFailed(str(err)) from None
+    return results
+
+
+def publish(stage, layout, version: int, formats: list[str], report: dict, overwrite: bool) -> None:
+    """Renames the staged trees into place, then writes the report with the published paths."""
+    from tfuda.atomic import write_json_atomic
+
+    published = stage.publish(version, [TREE_OF[f] for f in formats], overwrite)
+    for entry in report["artifacts"]:
+        staged = Path(entry["path"])
+        tree = staged.relative_to(stage.dir).parts[0]
+        entry["path"] = str(published[tree] / staged.relative_to(stage.dir / tree))
+    write_json_atomic(layout.report_file(version), report)
+
+
+def export_run(args: argparse.Namespace) -> dict:
+    """Exports, verifies and publishes; returns the report. Raises ExportFailed or UserError."""
+    from export import verify
+    from export.layout import ExportLayout, Staging
+    from export.serving import image_size_of
+    from tfuda.atomic import write_json_atomic
+    from tfuda.inference import probabilities_fn
+    from tfuda.rundir import RunDir
+
+    formats, precisions = _checked_formats(args)
+    run = RunDir(args.run)
+    model = run.load_model()
+    size = image_size_of(model)
     layout = ExportLayout(args.out, args.name)
     layout.check_writable()
     version = layout.resolve_version(args.version, args.overwrite)
-
-    default_eval, default_calibration = _default_specs(run)
-    eval_spec = args.eval or default_eval or default_calibration
-    images, labels = _images(eval_spec, size, args.max_eval_images, args.strict, "--eval")
+    eval_spec, images, labels, calibration = export_data(run, args, size, calibrate="int8" in precisions)
+    calibration_images = _images(calibration, size, CALIBRATION_IMAGES)[0] if calibration else None
     keras_probs = verify.predict_all(lambda x: probabilities_fn(model)(x).numpy(), images)
-    keras_latency = verify.latency_ms(lambda x: model(x.astype(np.float32), training=False), images[:1])
     print(f"exporting {args.run} as '{args.name}' version {version}: {', '.join(formats)}"
-          + (f" (tflite: {', '.join(precisions)})" if "tflite" in formats else ""), flush=True)
-
-    checks = []
+          + (f" (tflite: {', '.join(precisions)})" if precisions else ""), flush=True)
     with Staging(layout) as stage:
-        device_dir = stage.dir / "device"
-        serving.write_device_savedmodel(model, device_dir)
-        if "savedmodel" in formats:
-            path = stage.path("serving")
-            serving.write_serving_savedmodel(model, class_names, path)
-            loaded = tf.saved_model.load(str(path))
-            fn = loaded.signatures["serving_default"]
-            checks.append(("savedmodel", "float32", path,
-                           lambda x, fn=fn: fn(images=tf.constant(x))["probabilities"].numpy()))
-        if "tflite" in formats:
-            folder = stage.path("tflite")
-            calibration = None
-            if "int8" in precisions:
-                calib_images, _ = _images(args.calibration or default_calibration, size,
-                                          CALIBRATION_IMAGES, args.strict, "--calibration")
-                calibration = lambda: (calib_images[i:i + 1] for i in range(len(calib_images)))  # noqa: E731
-            files = {}
-            for precision in precisions:
-                target = folder / f"model.{precision}.tflite"
-                target.write_bytes(tflite.convert(device_dir, precision, calibration))
-                if target.stat().st_size < tflite.MIN_BYTES:
-                    raise ExportFailed(f"{target.name} is {target.stat().st_size} bytes: no weights were converted")
-                files[precision] = target.name
-                checks.append(("tflite", precision, target, tflite.TFLiteRunner(target)))
-            write_json_atomic(folder / "metadata.json", _metadata(class_names, size, files))
-        if "onnx" in formats:
-            folder = stage.path("onnx")
-            target = folder / "model.onnx"
-            onnx_export.convert(device_dir, target)
-            write_json_atomic(folder / "metadata.json", _metadata(class_names, size, {"float32": target.name}))
-            checks.append(("onnx", "float32", target, onnx_export.ONNXRunner(target)))
-
-        results = []
-        for fmt, precision, path, runner in checks:
-            threshold = args.min_agreement_int8 if precision == "int8" else args.min_agreement
-            try:
-                results.append(verify.check_artifact(str(path), fmt, precision, runner, images, labels,
-                                                     keras_probs, threshold))
-            except ValueError as err:
-                raise ExportFailed(str(err)) from None
+        artifacts = write_artifacts(model, run.class_names(), formats, precisions, calibration_images, stage)
+        results = verify_artifacts(artifacts, args, images, labels, keras_probs)
         report = {
             "version": version, "name": args.name, "run": str(args.run), "eval_set": eval_spec,
             "num_images": int(len(images)),
             "keras": {"accuracy": verify.accuracy(keras_probs, labels),
-                      "latency_ms_p50": keras_latency},
+                      "latency_ms_p50": verify.latency_ms(lambda x: model(x.astype(np.float32), training=False),
+                                                          images[:1])},
             "artifacts": [vars(r) for r in results],
             "passed": all(r.passed for r in results),
         }
@@ -176,12 +214,7 @@ def export_run(args: argparse.Namespace) -> dict:
             bad = [f"{r.format} {r.precision} ({r.agreement:.4f} < {r.min_agreement})" for r in results if not r.passed]
             raise ExportFailed(f"agreement with the Keras model too low for {', '.join(bad)}; "
                                f"version {version} was not published (report: {failed})")
-        published = stage.publish(version, [TREE_OF[f] for f in formats], args.overwrite)
-        for entry in report["artifacts"]:  # point at the published files
-            staged = Path(entry["path"])
-            tree = staged.relative_to(stage.dir).parts[0]
-            entry["path"] = str(published[tree] / staged.relative_to(stage.dir / tree))
-        write_json_atomic(layout.report_file(version), report)
+        publish(stage, layout, version, formats, report, args.overwrite)
     print(verify.format_table(report))
     print(f"published version {version} under {layout.root} (report: {layout.report_file(version)})")
     if not args.no_report:
@@ -206,9 +239,9 @@ def _metadata(class_names: list[str], size: int, files: dict[str, str]) -> dict:
     }
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """Entry point; exit status 0 published, 1 verification failed, 2 bad input."""
-    quiet_tensorflow()
     args = build_parser().parse_args(argv)
 
     def body() -> int:

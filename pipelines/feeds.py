@@ -53,7 +53,8 @@ class FeedSpec:
     """How a method wants its data.
 
     Attributes:
-      batch_size: labeled source images per step (B).
+      global_batch_size: labeled images per step over all replicas (B; with N replicas each
+        trains on B / N of them, see `tfuda.engine.distribute.split_for_replicas`).
       uratio: unlabeled target images per step = uratio * B.
       image_size: model input size S.
       source_views, target_views: view names (see `Augment.views`); an empty target tuple
@@ -63,7 +64,7 @@ class FeedSpec:
       on_device: leave augmentation to the train step (`apply_views`).
     """
 
-    batch_size: int
+    global_batch_size: int
     uratio: int
     image_size: int
     source_views: tuple[str, ...]
@@ -105,30 +106,31 @@ def apply_views(batch: dict, spec: FeedSpec, replica: tuple = (0, 1)) -> dict:
     return out
 
 
-def extra_share(batch_size: int, num_source: int | None, num_extra: int | None) -> int:
-    """Images per labeled batch drawn from the extra labeled set: proportional to its size, >= 1."""
-    if not num_source or not num_extra:
+def target_labeled_share(batch_size: int, num_source: int | None, num_target_labeled: int | None) -> int:
+    """Images per labeled batch drawn from SSDA's labeled target set: proportional to its size, >= 1."""
+    if not num_source or not num_target_labeled:
         return max(1, batch_size // 8)
-    return min(batch_size - 1, max(1, round(batch_size * num_extra / (num_source + num_extra))))
+    return min(batch_size - 1, max(1, round(batch_size * num_target_labeled / (num_source + num_target_labeled))))
 
 
-def _labeled_batches(source: Source, extra: Source | None, spec: FeedSpec, start_step: int) -> tf.data.Dataset:
-    """The labeled part: B source images per step, or (B - E) source + E `extra` images (SSDA)."""
+def _labeled_batches(source: Source, target_labeled: Source | None, spec: FeedSpec,
+                     start_step: int) -> tf.data.Dataset:
+    """The labeled part: B source images per step, or (B - E) source + E `target_labeled` images (SSDA)."""
     def batches(src: Source, size: int, seed: int) -> tf.data.Dataset:
         return preprocessed_batches(src, size, spec.image_size, shuffle_seed=seed, repeat=True,
                                     skip=start_step * size, drop_remainder=True)
 
-    if extra is None:
-        return batches(source, spec.batch_size, spec.seed)
-    share = extra_share(spec.batch_size, source.info.num_examples, extra.info.num_examples)
-    return tf.data.Dataset.zip((batches(source, spec.batch_size - share, spec.seed),
-                                batches(extra, share, spec.seed + 2))).map(
+    if target_labeled is None:
+        return batches(source, spec.global_batch_size, spec.seed)
+    share = target_labeled_share(spec.global_batch_size, source.info.num_examples, target_labeled.info.num_examples)
+    return tf.data.Dataset.zip((batches(source, spec.global_batch_size - share, spec.seed),
+                                batches(target_labeled, share, spec.seed + 2))).map(
         lambda a, b: (tf.concat([a[0], b[0]], 0), tf.concat([a[1], b[1]], 0)))
 
 
 def make_feed(
     source: Source, target: Source | None, spec: FeedSpec, *, start_step: int = 0,
-    labeled_extra: Source | None = None,
+    target_labeled: Source | None = None,
 ) -> tf.data.Dataset:
     """The infinite, shuffled, prefetched training feed (see module docstring).
 
@@ -138,12 +140,12 @@ def make_feed(
         None or `spec.target_views == ()` for a source-only feed.
       spec: batch sizes, views, augmentation, seed.
       start_step: first step index (resume); the feed then equals an uninterrupted one from there.
-      labeled_extra: more labeled images (SSDA: the few labeled target images), mixed into each
-        labeled batch in proportion to its size (at least one per batch).
+      target_labeled: SSDA's few labeled target images, mixed into each labeled batch in
+        proportion to their number (at least one per batch).
     """
-    parts = {"source": _labeled_batches(source, labeled_extra, spec, start_step)}
+    parts = {"source": _labeled_batches(source, target_labeled, spec, start_step)}
     if target is not None and spec.target_views:
-        unlabeled = spec.uratio * spec.batch_size
+        unlabeled = spec.uratio * spec.global_batch_size
         parts["target"] = preprocessed_batches(
             target, unlabeled, spec.image_size, shuffle_seed=spec.seed + 1, repeat=True,
             skip=start_step * unlabeled, drop_remainder=True,

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import tensorflow as tf
@@ -51,8 +52,30 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def _images_below(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if _is_image(p))
+def images_below(folder: Path, recursive: bool = True) -> list[Path]:
+    """The image files in `folder` (and its subfolders), sorted by path; hidden files left out."""
+    return sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if _is_image(p))
+
+
+def image_files(inputs: list[str]) -> list[str]:
+    """Expands image files and folders (searched recursively) into image paths, in the given order.
+
+    Raises:
+      DataError: an input that is neither a file nor a folder, or a folder without images.
+    """
+    paths: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = images_below(path)
+            if not found:
+                raise DataError(f"folder '{item}' has no {'/'.join(IMAGE_EXTENSIONS)} images")
+            paths += [str(p) for p in found]
+        elif path.is_file():
+            paths.append(str(path))
+        else:
+            raise DataError(f"'{item}' is neither an image file nor a folder")
+    return paths
 
 
 def decode_file(path: tf.Tensor) -> tf.Tensor:
@@ -100,12 +123,44 @@ def find_unreadable(paths: list[str]) -> list[str]:
     return unreadable
 
 
+def readable(paths: list[str], *, strict: bool, where: str) -> tuple[list[str], list[str]]:
+    """Splits `paths` into `(readable, unreadable)`, warning about the unreadable ones on stderr.
+
+    Raises:
+      DataError: under `strict`, when any file is unreadable (the error lists them).
+    """
+    unreadable = set(find_unreadable(paths))
+    shown = "\n  ".join(sorted(unreadable)[:20])
+    more = f"\n  ... and {len(unreadable) - 20} more" if len(unreadable) > 20 else ""
+    if unreadable and strict:
+        raise DataError(f"{len(unreadable)} unreadable image file(s) in {where} (--strict):\n  {shown}{more}\n"
+                        "fix or delete them, or drop --strict to skip them")
+    if unreadable:
+        print(f"warning: skipped {len(unreadable)} unreadable image file(s) in {where} "
+              f"(use --strict to fail instead):\n  {shown}{more}", file=sys.stderr)
+    return [p for p in paths if p not in unreadable], sorted(unreadable)
+
+
+def _class_folders(root: Path) -> tuple[tuple[str, ...], list[str], list[int]]:
+    """Class names, paths and labels of a folder with one subfolder of images per class."""
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    paths, labels = [], []
+    for index, sub in enumerate(subdirs):
+        files = images_below(sub)
+        if not files:
+            raise DataError(f"class folder '{sub}' has no {'/'.join(IMAGE_EXTENSIONS)} images: "
+                            "add images or remove the folder")
+        paths += [str(p) for p in files]
+        labels += [index] * len(files)
+    return tuple(p.name for p in subdirs), paths, labels
+
+
 def list_folder(folder: str, *, strict: bool = False) -> FolderListing:
     """Lists a folder of images: class subfolders make it labeled, loose images unlabeled.
 
     Args:
       folder: directory path.
-      strict: raise on unreadable files instead of skipping them.
+      strict: raise on unreadable files instead of skipping them (with a warning).
 
     Raises:
       DataError: missing or empty folder, an empty class folder, or (strict) unreadable files.
@@ -113,45 +168,24 @@ def list_folder(folder: str, *, strict: bool = False) -> FolderListing:
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"data folder '{folder}' does not exist or is not a directory")
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if subdirs:
-        class_names = tuple(p.name for p in subdirs)
-        paths, labels = [], []
-        for index, sub in enumerate(subdirs):
-            files = _images_below(sub)
-            if not files:
-                raise DataError(
-                    f"class folder '{sub}' has no {'/'.join(IMAGE_EXTENSIONS)} images: "
-                    "add images or remove the folder"
-                )
-            paths += [str(p) for p in files]
-            labels += [index] * len(files)
+    if any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir()):
+        class_names, paths, labels = _class_folders(root)
     else:
-        class_names = None
-        paths = [str(p) for p in sorted(p for p in root.iterdir() if _is_image(p))]
+        class_names, paths = None, [str(p) for p in images_below(root, recursive=False)]
         labels = [-1] * len(paths)
     if not paths:
         raise DataError(
             f"data folder '{folder}' has no images ({', '.join(IMAGE_EXTENSIONS)}): put images in "
             "it, or one subfolder of images per class"
         )
-    unreadable = set(find_unreadable(paths))
-    if unreadable and strict:
-        shown = "\n  ".join(sorted(unreadable)[:20])
-        raise DataError(
-            f"{len(unreadable)} unreadable image file(s) in '{folder}' (--strict):\n  {shown}\n"
-            "fix or delete them, or drop --strict to skip them"
-        )
-    kept = [(p, y) for p, y in zip(paths, labels) if p not in unreadable]
+    kept, skipped = readable(paths, strict=strict, where=f"'{folder}'")
     if not kept:
-        raise DataError(f"no readable images in '{folder}' ({len(unreadable)} unreadable files)")
+        raise DataError(f"no readable images in '{folder}' ({len(skipped)} unreadable files)")
+    label_of = dict(zip(paths, labels))
     if class_names is not None:
+        present = {label_of[p] for p in kept}
         for index, name in enumerate(class_names):
-            if not any(y == index for _, y in kept):
+            if index not in present:
                 raise DataError(f"class folder '{root / name}' has no readable images")
-    return FolderListing(
-        paths=tuple(p for p, _ in kept),
-        labels=tuple(y for _, y in kept),
-        class_names=class_names,
-        skipped=tuple(sorted(unreadable)),
-    )
+    return FolderListing(paths=tuple(kept), labels=tuple(label_of[p] for p in kept),
+                         class_names=class_names, skipped=tuple(skipped))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from typing import Sequence
 
 import numpy as np
@@ -244,14 +243,6 @@ def _open_npz(spec: str) -> Source:
 
 def _open_folder(spec: str, strict: bool) -> Source:
     listing = folders.list_folder(spec, strict=strict)
-    if listing.skipped:
-        shown = "\n  ".join(listing.skipped[:20])
-        more = f"\n  ... and {len(listing.skipped) - 20} more" if len(listing.skipped) > 20 else ""
-        print(
-            f"warning: skipped {len(listing.skipped)} unreadable image file(s) in '{spec}' "
-            f"(use --strict to fail instead):\n  {shown}{more}",
-            file=sys.stderr,
-        )
     info = SourceInfo(
         spec=spec,
         class_names=listing.class_names,
@@ -329,12 +320,6 @@ def open_source(
     if scheme:
         raise DataError(f"unknown source scheme '{scheme}:' in '{spec}': {SPEC_HELP}")
     raise DataError(f"data folder '{spec}' does not exist: {SPEC_HELP}")
-
-
-def load_source(spec: str, **kwargs) -> tuple[tf.data.Dataset, SourceInfo]:
-    """Convenience: `open_source(spec, **kwargs)` as `(dataset in source order, info)`."""
-    source = open_source(spec, **kwargs)
-    return source.dataset(), source.info
 
 
 def canonical_spec(spec: str) -> str:

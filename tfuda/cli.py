@@ -1,17 +1,98 @@
-"""Shared command-line plumbing: user errors become one line and exit status 2."""
+"""Shared command-line plumbing: user errors become one line and exit status 2; quiet output.
+
+TensorFlow, its converters and LiteRT write start-up and progress chatter straight to the
+process's standard error (file descriptor 2, from C++), where no Python logging setting reaches
+it. `quiet_output` therefore passes fd 2 through a filter that drops the lines known to be noise
+(listed below, each a line a user cannot act on) and keeps everything else — tfuda's own
+warnings and errors, and any real warning or error from TensorFlow. `--verbose` turns it off.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import re
 import sys
-from typing import Callable
+import threading
+from typing import Callable, Iterator, Sequence
 
 from pipelines.errors import UserError
 
+NOISE = re.compile("|".join((
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
+    r"^I\d{4} [\d:.]+ +\d+ \S+:\d+\] ",  # TensorFlow's C++ INFO lines
+    r"^To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$",
+    r"^E\d{4} .*\] oneDNN supports DT_HALF only on platforms with AVX-512\. Falling back",
+    r"^fully_quantize: \d+, inference_type: \d+, input_inference_type: ",  # the TFLite converter
+    r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$",  # LiteRT
+)))
+NOISE_BLOCKS = {
+    # Keras' ExportArchive with a lookup table (the class names): a known-harmless serializer warning.
+    re.compile(r"^WARNING:tensorflow:Issue encountered when serializing table_initializer\.$"): 2,
+}
+"""Lines that start a block of noise -> how many lines after them belong to it."""
 
-def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ start-up chatter unless the user set TF_CPP_MIN_LOG_LEVEL."""
+
+def is_verbose(argv: Sequence[str] | None) -> bool:
+    """True when the command line asks for `--verbose` (read before TensorFlow is imported)."""
+    return "--verbose" in (sys.argv[1:] if argv is None else argv)
+
+
+class _StderrFilter:
+    """Routes file descriptor 2 through a pipe; a thread copies the lines that are not noise."""
+
+    def __enter__(self) -> "_StderrFilter":
+        sys.stderr.flush()
+        self.original = os.dup(2)
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self.thread = threading.Thread(target=self._pump, args=(read, os.dup(self.original)), daemon=True)
+        self.thread.start()
+        return self
+
+    @staticmethod
+    def _pump(read: int, write: int) -> None:
+        skip = 0
+        with os.fdopen(read, "rb") as pipe, os.fdopen(write, "wb", buffering=0) as out:
+            for raw in pipe:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if skip:
+                    skip -= 1
+                    continue
+                block = next((n for start, n in NOISE_BLOCKS.items() if start.search(line)), None)
+                if block is not None:
+                    skip = block
+                elif not NOISE.search(line):
+                    out.write(raw)
+
+    def __exit__(self, *exc) -> None:
+        sys.stderr.flush()
+        os.dup2(self.original, 2)  # closes the pipe's last write end: the thread reads to its end
+        os.close(self.original)
+        self.thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def quiet_output(argv: Sequence[str] | None = None) -> Iterator[None]:
+    """Hides TensorFlow's chatter on stderr for the duration, unless `--verbose` is in `argv`."""
+    if is_verbose(argv):
+        yield
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _StderrFilter():
+        yield
+
+
+def command(main: Callable[..., int]) -> Callable[..., int]:
+    """Decorates a CLI's `main(argv=None)`: its whole run, parsing included, under `quiet_output`."""
+    @functools.wraps(main)
+    def wrapped(argv: Sequence[str] | None = None) -> int:
+        with quiet_output(argv):
+            return main(argv)
+
+    return wrapped
 
 
 def run_command(body: Callable[[], int]) -> int:
@@ -24,3 +105,6 @@ def run_command(body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+VERBOSE_HELP = "show TensorFlow's own log lines (hidden by default; warnings and errors always show)"

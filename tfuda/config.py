@@ -18,6 +18,8 @@ XLA_CHOICES = ("auto", "on", "off")
 SETTINGS = ("uda", "ssl", "ssda")
 DEFAULT_TARGET = "digits-m"
 AUGMENT_ON_CHOICES = ("data", "device")
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+"""`--strategy` names (see `tfuda.engine.distribute`)."""
 
 
 @dataclasses.dataclass
@@ -92,8 +94,6 @@ class Config:
             raise ConfigError(f"--xla must be one of {', '.join(XLA_CHOICES)}, got {self.xla!r}")
         if self.augment_on not in AUGMENT_ON_CHOICES:
             raise ConfigError(f"--augment-on must be one of {', '.join(AUGMENT_ON_CHOICES)}, got {self.augment_on!r}")
-        from tfuda.engine.distribute import STRATEGIES
-
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         self._validate_setting()

@@ -9,32 +9,12 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from pathlib import Path
 
 from pipelines.errors import DataError
-from tfuda.cli import quiet_tensorflow, run_command
+from tfuda.cli import VERBOSE_HELP, command, run_command
 from tfuda.rundir import RunDir
 
 BATCH = 64
-
-
-def collect_images(inputs: list[str]) -> list[str]:
-    """Expands files and folders (searched recursively) into image paths, in the given order."""
-    from pipelines.folders import IMAGE_EXTENSIONS
-
-    paths: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise DataError(f"folder '{item}' has no {'/'.join(IMAGE_EXTENSIONS)} images")
-            paths += found
-        elif path.is_file():
-            paths.append(str(path))
-        else:
-            raise DataError(f"'{item}' is neither an image file nor a folder")
-    return paths
 
 
 def predict_files(run: RunDir, paths: list[str]) -> list[tuple[str, str, float]]:
@@ -43,7 +23,7 @@ def predict_files(run: RunDir, paths: list[str]) -> list[tuple[str, str, float]]
 
     from pipelines.folders import decode_file
     from pipelines.transforms import preprocess
-    from tfuda.engine.evaluate import probabilities_fn
+    from tfuda.inference import probabilities_fn
 
     model = run.load_model()
     names = run.class_names()
@@ -62,28 +42,23 @@ def predict_files(run: RunDir, paths: list[str]) -> list[tuple[str, str, float]]
     return rows
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    quiet_tensorflow()
     parser = argparse.ArgumentParser(prog="python -m tfuda.predict", description=__doc__)
     parser.add_argument("--run", required=True, help="run directory made by python -m tfuda.train")
     parser.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDERS")
     parser.add_argument("--csv", help="also write path,class,probability rows to this CSV file")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     parser.add_argument("--strict", action="store_true", help="fail on unreadable files instead of skipping them")
     args = parser.parse_args(argv)
 
     def body() -> int:
-        from pipelines.folders import find_unreadable
+        from pipelines.folders import image_files, readable
 
         run = RunDir(args.run)
         run.check_model()
-        paths = collect_images(args.inputs)
-        bad = set(find_unreadable(paths))
-        if bad:
-            listed = "\n  ".join(sorted(bad))
-            if args.strict:
-                raise DataError(f"{len(bad)} unreadable image file(s) (--strict):\n  {listed}")
-            print(f"warning: skipped {len(bad)} unreadable image file(s):\n  {listed}", file=sys.stderr)
-        rows = predict_files(run, [p for p in paths if p not in bad]) if len(bad) < len(paths) else []
+        paths, _ = readable(image_files(args.inputs), strict=args.strict, where="the inputs")
+        rows = predict_files(run, paths) if paths else []
         for path, name, prob in rows:
             print(f"{path}\t{name}\t{prob:.4f}")
         if args.csv:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.errors import UserError
-from tfuda.cli import quiet_tensorflow, run_command
+from tfuda.cli import VERBOSE_HELP, command, run_command
 from tfuda.rundir import RunDir
 
 REPORT_DIR = "report"
@@ -67,24 +67,28 @@ def _save(plt, fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_samples(config: dict, path: Path, count: int = 8) -> None:
-    """Rows: source/target x (input, weak, strong), as the feed makes them for this run."""
+def plot_samples(data, config: dict, path: Path, count: int = 8) -> None:
+    """Rows: source/target x (input, weak, strong), as the feed makes them for this run.
+
+    Args:
+      data: the run's `pipelines.run_data.RunData`.
+      config: the run's config (image size, flip, seed).
+      path: PNG to write.
+      count: images per row.
+    """
     import tensorflow as tf
 
     from pipelines.augment import Augment
     from pipelines.feeds import preprocessed_batches
-    from pipelines.sources import open_source
 
     size = config["image_size"]
     policy = Augment(flip=config.get("flip", False))
     rows = []
-    for name in ("source", "target"):
-        spec = config.get(name)
-        if not spec:
+    for name, source in (("source", data.labeled_source), ("target", data.target)):
+        if source is None:
             continue
-        images, _ = next(iter(preprocessed_batches(open_source(spec), count, size, shuffle_seed=config["seed"])))
-        seed = tf.constant([config["seed"], 0], tf.int64)
-        views = policy.views(images, ("weak", "strong"), seed)
+        images, _ = next(iter(preprocessed_batches(source, count, size, shuffle_seed=config["seed"])))
+        views = policy.views(images, ("weak", "strong"), tf.constant([config["seed"], 0], tf.int64))
         rows += [(f"{name}", images.numpy()), (f"{name} weak", views["weak"].numpy()),
                  (f"{name} strong", views["strong"].numpy())]
     plt, fig, axes = _figure(len(rows), count, size=(1.2, 1.3))
@@ -128,18 +132,16 @@ def plot_curves(scalars: dict, path: Path) -> list[str]:
     return missing
 
 
-def embed_features(run: RunDir, specs: dict[str, str], max_points: int, method: str) -> dict:
-    """Penultimate features of each domain's eval set, reduced to 2-D together."""
+def embed_features(run: RunDir, sets: dict, max_points: int, method: str) -> dict:
+    """Penultimate features of up to `max_points` images of each domain's set (`{domain: Source}`),
+    reduced to 2-D together."""
     from pipelines.feeds import preprocessed_batches
-    from pipelines.sources import open_source
     from tfuda.models import embedding_model
 
-    model = run.load_model()
-    features_model = embedding_model(model)
+    features_model = embedding_model(run.load_model())
     size = run.image_size()
     features, domains, labels = [], [], []
-    for domain, spec in specs.items():
-        source = open_source(spec)
+    for domain, source in sets.items():
         count = 0
         for images, batch_labels in preprocessed_batches(source, 256, size):
             embedding, _ = features_model(images.numpy().astype(np.float32), training=False)
@@ -246,81 +248,96 @@ def export_rows(report: dict) -> list[tuple[str, ...]]:
     return rows
 
 
-def write_report(run_path: str, *, export_report: str | None = None, baseline: str | None = None,
-                 embedding: str = "tsne", max_points: int = MAX_POINTS) -> Path:
-    """Builds the report of a finished run; returns the path of index.html."""
-    run = RunDir(run_path)
-    run.check_model()
-    metrics = run.metrics()
-    config = run.config()
-    class_names = run.class_names()
-    out = run.path / REPORT_DIR
-    out.mkdir(exist_ok=True)
-    notes: list[str] = []
-
-    _log("samples")
-    plot_samples(config, out / "samples.png")
-    _log("training curves")
-    missing = plot_curves(read_scalars(run.logs), out / "curves.png")
-    if missing:
-        notes.append(f"Not logged in this run: {', '.join(missing)} (pseudo-label accuracy needs target "
-                     "labels for monitoring; curves are written every 10 steps).")
-
-    specs = {"source": metrics.get("eval_source") or config["source"],
-             "target": metrics.get("eval_target") or config.get("target")}
-    specs = {k: v for k, v in specs.items() if v}
+def _embedding_panels(run: RunDir, data, baseline: str | None, embedding: str, max_points: int,
+                      notes: list[str]) -> list[tuple[str, dict]]:
+    sets = {"source": data.eval_source or data.labeled_source, "target": data.eval_target or data.target}
+    sets = {domain: source for domain, source in sets.items() if source is not None}
     _log(f"features and {embedding.upper()} of up to {max_points} images per domain")
     panels = []
     if baseline:
         base = RunDir(baseline)
         base.check_model()
-        panels.append((f"baseline ({base.config().get('method')})", embed_features(base, specs, max_points, embedding)))
+        panels.append((f"baseline ({base.config().get('method')})", embed_features(base, sets, max_points, embedding)))
     else:
         notes.append("No --baseline run given: the embedding map shows the adapted model alone. Train a "
                      "source-only run (python -m tfuda.train --method source-only ...) and pass it as --baseline "
                      "to compare.")
-    panels.append((f"adapted ({config.get('method')})", embed_features(run, specs, max_points, embedding)))
-    plot_embeddings(panels, class_names, out / "embedding.png")
+    panels.append((f"adapted ({run.config().get('method')})", embed_features(run, sets, max_points, embedding)))
+    return panels
 
-    images = ["samples.png", "curves.png", "embedding.png"]
-    if metrics.get("per_class_target_accuracy"):
-        plot_per_class(metrics["per_class_target_accuracy"], out / "per_class.png")
-        plot_confusion(metrics["target_confusion"], class_names, out / "confusion.png")
-        images += ["per_class.png", "confusion.png"]
-    else:
-        notes.append("No labeled target evaluation set: no per-class accuracy or confusion matrix "
-                     "(give --eval-target when training).")
 
-    export_html = "<p>No export yet: run <code>python -m export.savedmodel --run RUN</code>; it remakes this report with its verification table.</p>"
-    if export_report:
-        try:
-            report = json.loads(Path(export_report).read_text())
-        except (OSError, ValueError) as err:
-            raise UserError(f"--export-report '{export_report}' cannot be read: {err}") from None
-        export_html = (f"<p>Export <b>{html.escape(str(report.get('name')))}</b> version {report.get('version')}, "
-                       f"{report.get('num_images')} images of {html.escape(str(report.get('eval_set')))}.</p>"
-                       + _table(export_rows(report), ("artifact", "size", "accuracy", "agreement",
-                                                      "max |Δp|", "p50 latency ms", "passed")))
+def _export_html(export_report: str | None) -> str:
+    if not export_report:
+        return ("<p>No export yet: run <code>python -m export.savedmodel --run RUN</code>; it remakes this "
+                "report with its verification table.</p>")
+    try:
+        report = json.loads(Path(export_report).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"--export-report '{export_report}' cannot be read: {err}") from None
+    return (f"<p>Export <b>{html.escape(str(report.get('name')))}</b> version {report.get('version')}, "
+            f"{report.get('num_images')} images of {html.escape(str(report.get('eval_set')))}.</p>"
+            + _table(export_rows(report), ("artifact", "size", "accuracy", "agreement",
+                                           "max |Δp|", "p50 latency ms", "passed")))
+
+
+def _page(run: RunDir, metrics: dict, export_html: str, notes: list[str], images: list[str]) -> str:
+    out = run.path / REPORT_DIR
     sections = "".join(
         f"<h2>{html.escape(name.removesuffix('.png').replace('_', ' '))}</h2>"
         f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode((out / name).read_bytes()).decode()}">'
         f'<p class="file"><a href="{name}">{name}</a></p>' for name in images)
     notes_html = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tfuda report: {html.escape(run.path.name)}</title>
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>tfuda report: {html.escape(run.path.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}.note{{color:#a60}}</style></head>
 <body><h1>tfuda report: {html.escape(str(run.path))}</h1>
 <h2>summary</h2>{_table(summary_rows(metrics))}
 <h2>export verification</h2>{export_html}
 {notes_html}{sections}</body></html>"""
+
+
+def write_report(run_path: str, *, export_report: str | None = None, baseline: str | None = None,
+                 embedding: str = "tsne", max_points: int = MAX_POINTS) -> Path:
+    """Builds the report of a finished run; returns the path of index.html.
+
+    The run's data is opened as training opened it (`pipelines.run_data.RunData`).
+    """
+    from pipelines.run_data import RunData
+
+    run = RunDir(run_path)
+    run.check_model()
+    metrics = run.metrics()
+    config = run.config()
+    data = RunData(config)
+    out = run.path / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    notes: list[str] = []
+
+    _log("samples")
+    plot_samples(data, config, out / "samples.png")
+    _log("training curves")
+    missing = plot_curves(read_scalars(run.logs), out / "curves.png")
+    if missing:
+        notes.append(f"Not logged in this run: {', '.join(missing)} (pseudo-label accuracy needs target "
+                     "labels for monitoring; curves are written every 10 steps).")
+    panels = _embedding_panels(run, data, baseline, embedding, max_points, notes)
+    plot_embeddings(panels, run.class_names(), out / "embedding.png")
+    images = ["samples.png", "curves.png", "embedding.png"]
+    if metrics.get("per_class_target_accuracy"):
+        plot_per_class(metrics["per_class_target_accuracy"], out / "per_class.png")
+        plot_confusion(metrics["target_confusion"], run.class_names(), out / "confusion.png")
+        images += ["per_class.png", "confusion.png"]
+    else:
+        notes.append("No labeled target evaluation set: no per-class accuracy or confusion matrix "
+                     "(give --eval-target when training).")
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    index.write_text(_page(run, metrics, _export_html(export_report), notes, images), encoding="utf-8")
     _log(f"wrote {index}")
     return index
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    quiet_tensorflow()
     parser = argparse.ArgumentParser(prog="python -m tfuda.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="run directory")
@@ -328,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", help="a source-only run directory to compare embeddings with")
     parser.add_argument("--embedding", choices=("tsne", "pca"), default="tsne")
     parser.add_argument("--max-points", type=int, default=MAX_POINTS, help="images per domain in the embedding map")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     args = parser.parse_args(argv)
 
     def body() -> int:

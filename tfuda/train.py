@@ -13,10 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tfuda.cli import quiet_tensorflow, run_command
-from tfuda.config import AUGMENT_ON_CHOICES, SETTINGS, XLA_CHOICES, Config, ConfigError, resolve
-from tfuda.engine.distribute import STRATEGIES, is_chief
-from tfuda.rundir import RunDir, write_json_atomic
+from tfuda.atomic import write_json_atomic
+from tfuda.cli import VERBOSE_HELP, command, run_command
+from tfuda.config import AUGMENT_ON_CHOICES, SETTINGS, STRATEGIES, XLA_CHOICES, Config, ConfigError, resolve
+from tfuda.rundir import RunDir
 
 S = argparse.SUPPRESS
 
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-every", type=int, help=f"steps between evaluations (default {d.eval_every})")
     run.add_argument("--no-report", action="store_true", help="skip the HTML report at the end (RUN/report/)")
     run.add_argument("--config", help="YAML/JSON file of flag values (underscored keys); flags given here win")
+    run.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return p
 
 
@@ -84,8 +85,11 @@ def prepare_run(cli: dict) -> tuple[Config, RunDir, Path | None]:
     directory of its own (removed by `main` at the end) and, on `--resume`, reads the chief's
     checkpoints without writing to them.
     """
+    from tfuda.engine.distribute import is_chief
+
     resume = bool(cli.pop("resume", False))
     config_file = cli.pop("config", None)
+    cli.pop("verbose", None)  # output only (tfuda.cli), not part of the run
     if resume:
         if "out" not in cli:
             raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
@@ -111,12 +115,13 @@ def prepare_run(cli: dict) -> tuple[Config, RunDir, Path | None]:
     return config, run, resume_from
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 training failed, 2 bad input)."""
-    quiet_tensorflow()
     args = build_parser().parse_args(argv)
 
     def body() -> int:
+        from tfuda.engine.distribute import is_chief
         from tfuda.engine.loop import NonFiniteLoss
         from tfuda.engine.run import train_run
 

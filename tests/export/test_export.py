@@ -151,7 +151,7 @@ def test_versions_increment_and_are_never_replaced(exported, trained_run, capsys
 
 
 def test_failure_mid_export_publishes_nothing(trained_run, tmp_path, monkeypatch):
-    from export import onnx as onnx_export
+    from export import onnx_model as onnx_export
 
     out = tmp_path / "exp"
     assert main(["--run", str(trained_run), "--out", str(out), "--formats", "savedmodel",

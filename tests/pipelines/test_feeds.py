@@ -6,7 +6,7 @@ from pipelines.feeds import FeedSpec, apply_views, make_feed, preprocessed_batch
 from pipelines.sources import open_source
 from tests.pipelines.images import labeled_folder
 
-SPEC = FeedSpec(batch_size=4, uratio=3, image_size=16, source_views=("weak", "strong"),
+SPEC = FeedSpec(global_batch_size=4, uratio=3, image_size=16, source_views=("weak", "strong"),
                 target_views=("weak", "strong"), seed=7)
 
 
@@ -50,7 +50,7 @@ def test_on_device_feed_gives_the_same_views(sources):
 
 
 def test_source_only_feed_has_no_target(sources):
-    spec = FeedSpec(batch_size=4, uratio=1, image_size=16, source_views=("weak",), target_views=())
+    spec = FeedSpec(global_batch_size=4, uratio=1, image_size=16, source_views=("weak",), target_views=())
     batch = next(iter(make_feed(sources[0], None, spec)))
     assert set(batch) == {"seed", "source"}
 

@@ -4,8 +4,14 @@ import tensorflow as tf
 
 from pipelines import builtin
 from pipelines.errors import DataError
-from pipelines.sources import check_same_classes, load_source, open_source
+from pipelines.sources import check_same_classes, open_source
 from tests.pipelines.images import labeled_folder, write_image, write_truncated
+
+
+def _opened(spec):
+    """(dataset in source order, info) of a spec."""
+    source = open_source(spec)
+    return source.dataset(), source.info
 
 
 def test_labeled_folder_with_corrupt_rgba_gray_and_palette_files(tmp_path, capsys):
@@ -13,7 +19,7 @@ def test_labeled_folder_with_corrupt_rgba_gray_and_palette_files(tmp_path, capsy
     write_image(root / "dog" / "pal.gif", "P", fmt="GIF")
     bad = write_truncated(root / "cat" / "broken.png")
     (root / "dog" / "empty.jpg").write_bytes(b"")
-    ds, info = load_source(str(root))
+    ds, info = _opened(str(root))
     assert info.class_names == ("cat", "dog")
     assert info.num_examples == 7 and len(info.skipped) == 2
     assert str(bad) in info.skipped
@@ -52,7 +58,7 @@ def test_validation_is_cached_per_folder(tmp_path, monkeypatch):
 def test_unlabeled_folder(tmp_path):
     for i in range(3):
         write_image(tmp_path / f"{i}.png", size=(5 + i, 7))
-    ds, info = load_source(str(tmp_path))
+    ds, info = _opened(str(tmp_path))
     assert not info.labeled and info.num_classes is None
     assert [int(y) for _, y in ds.as_numpy_iterator()] == [-1, -1, -1]
 
@@ -77,13 +83,13 @@ def test_unknown_scheme_and_split():
 def test_npz_labeled_and_unlabeled(tmp_path):
     x = np.random.default_rng(0).integers(0, 255, (6, 5, 5), dtype=np.uint8)
     np.savez(tmp_path / "l.npz", x=x, y=np.array([0, 1, 2, 0, 1, 2]), class_names=np.array(["a", "b", "c"]))
-    ds, info = load_source(f"npz:{tmp_path / 'l.npz'}")
+    ds, info = _opened(f"npz:{tmp_path / 'l.npz'}")
     assert info.class_names == ("a", "b", "c") and info.image_shape == (5, 5, 1)
     images, labels = next(iter(ds.batch(6)))
     np.testing.assert_array_equal(images[..., 0], x)
     assert labels.dtype == tf.int64
     np.savez(tmp_path / "u.npz", x=x[..., None].repeat(3, -1))
-    _, info = load_source(f"npz:{tmp_path / 'u.npz'}")
+    _, info = _opened(f"npz:{tmp_path / 'u.npz'}")
     assert not info.labeled and info.image_shape == (5, 5, 3)
 
 
@@ -105,7 +111,7 @@ def test_tfds_with_mock_data():
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=12):
-        ds, info = load_source("tfds:mnist:test")
+        ds, info = _opened("tfds:mnist:test")
         items = list(ds.take(12).as_numpy_iterator())
     assert info.class_names == tuple(str(i) for i in range(10))
     assert info.image_shape == (28, 28, 1) and info.labeled

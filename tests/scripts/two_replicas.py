@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from pipelines.feeds import FeedSpec, make_feed  # noqa: E402
 from pipelines.sources import open_source  # noqa: E402
 from tfuda.engine.distribute import make_strategy, split_for_replicas  # noqa: E402
-from tfuda.engine.trainer import Adapter, make_optimizer  # noqa: E402
+from tfuda.engine.trainer import TrainingModel, make_optimizer  # noqa: E402
 from tfuda.methods import SourceOnly  # noqa: E402
 from tfuda.models import build_model  # noqa: E402
 from tfuda.train import main  # noqa: E402
@@ -43,7 +43,7 @@ def one_step(strategy, batch_size):
     """Weights after one source-only step on the same global batch (batch norm frozen)."""
     model = frozen_bn_model(strategy)
     with strategy.scope():
-        adapter = Adapter(model, SourceOnly(), total_steps=10, weight_decay=5e-4)
+        adapter = TrainingModel(model, SourceOnly(), total_steps=10, weight_decay=5e-4)
         adapter.compile(optimizer=make_optimizer(0.05))
     spec = FeedSpec(batch_size, 1, 16, ("weak",), (), seed=3)
     feed = split_for_replicas(make_feed(open_source("digits"), None, spec), strategy)
@@ -96,7 +96,7 @@ elif mode == "views":
     mirrored = make_strategy("mirrored")
     spec = FeedSpec(8, 3, 16, AdaMatch.source_views, AdaMatch.target_views, seed=5, on_device=True)
     with mirrored.scope():
-        adapter = Adapter(frozen_bn_model(mirrored), AdaMatch(), total_steps=10, feed_spec=spec)
+        adapter = TrainingModel(frozen_bn_model(mirrored), AdaMatch(), total_steps=10, feed_spec=spec)
 
     def feed():
         return make_feed(open_source("digits"), open_source("digits-m"), spec)

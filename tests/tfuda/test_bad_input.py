@@ -131,11 +131,11 @@ def test_interrupted_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypa
     import tensorflow as tf
 
     from tfuda.engine.checkpoints import Checkpoints
-    from tfuda.engine.trainer import Adapter, make_optimizer
+    from tfuda.engine.trainer import TrainingModel, make_optimizer
     from tfuda.methods import SourceOnly
     from tfuda.models import build_model
 
-    adapter = Adapter(build_model("cnn-small", 10, 8), SourceOnly(), total_steps=10)
+    adapter = TrainingModel(build_model("cnn-small", 10, 8), SourceOnly(), total_steps=10)
     adapter.compile(optimizer=make_optimizer(0.1))
     checkpoints = Checkpoints(adapter, str(tmp_path / "ckpt"))
     checkpoints.save(1, 1.0)

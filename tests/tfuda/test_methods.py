@@ -10,7 +10,7 @@ import tensorflow as tf
 from export.savedmodel import main as export_main
 from pipelines.sources import open_source
 from pipelines.splits import carve_per_class, per_class_indices
-from tfuda.engine.schedules import AnnealedLR
+from tfuda.methods.schedules import AnnealedLR
 from tfuda.methods.contrastive import nt_xent
 from tfuda.methods.dann import grl_lambda, reverse_gradient
 from tfuda.methods.fixmatch import fixed_threshold_mask

@@ -10,7 +10,7 @@ import tensorflow as tf
 from pipelines.feeds import FeedSpec, make_feed
 from pipelines.sources import open_source
 from tfuda.engine import run as run_module
-from tfuda.engine.trainer import Adapter, make_optimizer
+from tfuda.engine.trainer import TrainingModel, make_optimizer
 from tfuda.methods import METHODS, AdaMatch, SourceOnly
 from tfuda.models import build_model
 from tfuda.train import main
@@ -21,7 +21,7 @@ def test_the_ema_starts_at_step_zero():
     # initial weights and 0.9 of the updated ones (tfuda.engine.ema).
     keras.utils.set_random_seed(0)
     model = build_model("cnn-small", 10, 16)
-    adapter = Adapter(model, SourceOnly(), total_steps=10, ema_decay=0.999)
+    adapter = TrainingModel(model, SourceOnly(), total_steps=10, ema_decay=0.999)
     adapter.compile(optimizer=make_optimizer(0.05))
     before = model.get_layer("logits").kernel.numpy().copy()
     feed = make_feed(open_source("digits"), None, FeedSpec(8, 1, 16, ("weak",), ()))

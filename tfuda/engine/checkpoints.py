@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfuda.engine.trainer import Adapter
+from tfuda.engine.trainer import TrainingModel
 
 KEEP = 3
 
@@ -17,14 +17,14 @@ class Checkpoints:
     The data position needs no state: the feed is rebuilt for the restored step.
     """
 
-    def __init__(self, adapter: Adapter, directory: str, keep: int = KEEP):
+    def __init__(self, trainer: TrainingModel, directory: str, keep: int = KEEP):
         self.wall_time = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="wall_time")
-        extra = {f"method_{i}": layer for i, layer in enumerate(adapter.method.extra_layers)}
+        extra = {f"method_{i}": layer for i, layer in enumerate(trainer.method.extra_layers)}
         self.checkpoint = tf.train.Checkpoint(
-            classifier=adapter.classifier, ema=adapter.ema.average,
-            optimizer=adapter.optimizer, wall_time=self.wall_time, **extra)
+            classifier=trainer.classifier, ema=trainer.ema.average,
+            optimizer=trainer.optimizer, wall_time=self.wall_time, **extra)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=keep)
-        self.adapter = adapter
+        self.trainer = trainer
 
     def restore_latest(self, directory: str | None = None) -> int:
         """Restores the newest checkpoint, if any; returns the restored step (0 if none).
@@ -37,7 +37,7 @@ class Checkpoints:
         if path is None:
             return 0
         self.checkpoint.restore(path).assert_existing_objects_matched()
-        return int(self.adapter.optimizer.iterations.numpy())
+        return int(self.trainer.optimizer.iterations.numpy())
 
     def save(self, step: int, wall_time: float) -> str:
         self.wall_time.assign(wall_time)

@@ -20,8 +20,7 @@ import os
 import tensorflow as tf
 
 from pipelines.errors import UserError
-
-STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+from tfuda.config import STRATEGIES
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tfuda.engine.checkpoints import Checkpoints
 from tfuda.engine.evaluate import EvalResult
-from tfuda.engine.trainer import Adapter
+from tfuda.engine.trainer import TrainingModel
 
 WALL_TIME = "wall_time_s"
 
@@ -38,14 +38,17 @@ class ProgressLogger(keras.callbacks.Callback):
     """A one-line progress bar: step, loss, mask rate, steps/s, ETA.
 
     Redraws in place on a terminal; prints a line every `every` steps otherwise (CI logs).
+    Once `estimate_after` steps are timed (the first step, which traces and compiles, is not),
+    it says how long the rest takes on this machine: CPUs differ by 4x and more.
     """
 
-    def __init__(self, total_steps: int, every: int = 50, stream=None):
+    def __init__(self, total_steps: int, every: int = 50, stream=None, estimate_after: int = 20):
         super().__init__()
         self.total_steps = total_steps
         self.every = every
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
+        self.estimate_after = estimate_after
 
     def on_train_begin(self, logs=None):
         self._start = time.perf_counter()
@@ -56,10 +59,14 @@ class ProgressLogger(keras.callbacks.Callback):
         if self._first_step is None:
             self._first_step, self._start = step, time.perf_counter()
             return
+        rate = (step - self._first_step) / max(time.perf_counter() - self._start, 1e-9)
+        if step - self._first_step == self.estimate_after and step < self.total_steps:
+            self.message(f"timing: {rate:.2f} steps/s on this machine, about "
+                         f"{_fmt_duration((self.total_steps - step) / rate)} for the remaining "
+                         f"{self.total_steps - step} steps (plus evaluations)")
         done = step == self.total_steps
         if not (self.tty or step % self.every == 0 or done):
             return
-        rate = (step - self._first_step) / max(time.perf_counter() - self._start, 1e-9)
         width = 24
         filled = int(width * step / self.total_steps)
         parts = [f"{step}/{self.total_steps} [{'=' * filled}{'.' * (width - filled)}]",
@@ -141,6 +148,13 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         self.latest: dict[str, EvalResult] = {}
         self.latest_step: int | None = None
 
+    def final(self, model: keras.Model, step: int) -> dict[str, EvalResult]:
+        """The results at `step`: the last evaluation's when it was at `step`, else evaluated now
+        (a resume with no steps left to train)."""
+        if self.latest_step == step:
+            return self.latest
+        return {name: fn(model) for name, fn in self.evaluators.items()}
+
     def on_train_batch_end(self, batch, logs=None):
         step = batch + 1
         if not self.evaluators or not (step % self.every == 0 or step == self.total_steps):
@@ -154,25 +168,25 @@ class PeriodicEvaluation(keras.callbacks.Callback):
             f"step {step}: " + "  ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in results.items()))
 
 
-def train_loop(adapter: Adapter, feed: tf.data.Dataset, *, start_step: int, total_steps: int,
+def train_loop(trainer: TrainingModel, feed: tf.data.Dataset, *, start_step: int, total_steps: int,
                callbacks: list[keras.callbacks.Callback], wall_time_before: float = 0.0) -> dict[str, float]:
-    """Runs `adapter`'s train step from `start_step` to `total_steps` on `feed`.
+    """Runs `trainer`'s train step from `start_step` to `total_steps` on `feed`.
 
     Callbacks see `on_train_batch_end(step_index, logs)` with Python floats, including
     `wall_time_s` (summed over resumed runs). Returns the last logs.
     """
-    callback_list = keras.callbacks.CallbackList(callbacks, model=adapter)
-    adapter.make_train_function()
+    callback_list = keras.callbacks.CallbackList(callbacks, model=trainer)
+    trainer.make_train_function()
     iterator = iter(feed)
     logs: dict[str, float] = {}
     start = time.perf_counter()
     callback_list.on_train_begin()
     for step in range(start_step, total_steps):
-        outputs = adapter.train_function(iterator)
+        outputs = trainer.train_function(iterator)
         logs = {key: float(np.reshape(value, -1)[0]) for key, value in outputs.items()}
         logs[WALL_TIME] = wall_time_before + time.perf_counter() - start
         callback_list.on_train_batch_end(step, logs)
-        if adapter.stop_training:
+        if trainer.stop_training:
             break
     callback_list.on_train_end(logs)
     return logs

@@ -1,4 +1,4 @@
-"""`Adapter`: a Keras model whose `train_step` runs any method, with weight decay and EMA."""
+"""`TrainingModel`: a Keras model whose `train_step` runs any method, with weight decay and EMA."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def l2_penalty(model: keras.Model) -> tf.Tensor:
     return 0.5 * tf.add_n([tf.reduce_sum(tf.square(tf.cast(w, tf.float32))) for w in kernels])
 
 
-class Adapter(keras.Model):
+class TrainingModel(keras.Model):
     """Trains `classifier` with `method`; `ema.average` is the model to evaluate and export.
 
     Args:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfuda.methods.base import Logs, Method, cross_entropy, warmup
+from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
 
 
 def align_distribution(p_target: tf.Tensor, p_source: tf.Tensor, eps: float = 1e-6) -> tf.Tensor:
@@ -84,7 +84,6 @@ class AdaMatch(Method):
     default_uratio = 3
 
     def __init__(self, tau: float = 0.9, lambda_u: float = 1.0):
-        super().__init__(tau=tau, lambda_u=lambda_u)
         self.tau = tau
         self.lambda_u = lambda_u
 
@@ -122,18 +121,3 @@ class AdaMatch(Method):
         if self.monitor_target_labels:
             logs.update(pseudo_label_monitors(tgt["labels"], pseudo_labels, mask))
         return loss_source + target_weight * loss_target, logs
-
-
-def pseudo_label_monitors(labels: tf.Tensor, pseudo_labels: tf.Tensor, mask: tf.Tensor) -> Logs:
-    """Accuracy of pseudo-labels against monitoring-only target labels (-1 = unknown, ignored).
-
-    Returns `monitors/pseudo_label_acc` (all known) and `monitors/masked_pseudo_label_acc`
-    (known and above threshold); 0 when none qualify.
-    """
-    known = tf.cast(labels >= 0, tf.float32)
-    correct = tf.cast(tf.equal(pseudo_labels, labels), tf.float32) * known
-    return {
-        "monitors/pseudo_label_acc": tf.math.divide_no_nan(tf.reduce_sum(correct), tf.reduce_sum(known)),
-        "monitors/masked_pseudo_label_acc": tf.math.divide_no_nan(
-            tf.reduce_sum(correct * mask), tf.reduce_sum(known * mask)),
-    }

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import keras
 import tensorflow as tf
+
+from tfuda.methods.schedules import CosineDecayTo
 
 Logs = dict[str, tf.Tensor]
 
@@ -20,6 +22,21 @@ def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 def warmup(progress: tf.Tensor) -> tf.Tensor:
     """Cosine ramp 0 -> 1 over the first half of training, then 1: 0.5 - cos(min(pi, 2 pi p)) / 2."""
     return 0.5 - tf.cos(tf.minimum(math.pi, 2.0 * math.pi * progress)) / 2.0
+
+
+def pseudo_label_monitors(labels: tf.Tensor, pseudo_labels: tf.Tensor, mask: tf.Tensor) -> Logs:
+    """Accuracy of pseudo-labels against monitoring-only target labels (-1 = unknown, ignored).
+
+    Returns `monitors/pseudo_label_acc` (all known) and `monitors/masked_pseudo_label_acc`
+    (known and above threshold); 0 when none qualify.
+    """
+    known = tf.cast(labels >= 0, tf.float32)
+    correct = tf.cast(tf.equal(pseudo_labels, labels), tf.float32) * known
+    return {
+        "monitors/pseudo_label_acc": tf.math.divide_no_nan(tf.reduce_sum(correct), tf.reduce_sum(known)),
+        "monitors/masked_pseudo_label_acc": tf.math.divide_no_nan(
+            tf.reduce_sum(correct * mask), tf.reduce_sum(known * mask)),
+    }
 
 
 class Method:
@@ -42,9 +59,6 @@ class Method:
     target_views: ClassVar[tuple[str, ...]] = ()
     default_uratio: ClassVar[int] = 1
     monitor_target_labels: bool = False
-
-    def __init__(self, **hparams: Any):
-        self.hparams = hparams
 
     @classmethod
     def from_config(cls, config) -> "Method":
@@ -78,9 +92,4 @@ class Method:
 
     def learning_rate(self, lr: float, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
         """The method's learning-rate schedule (default: AdaMatch/FixMatch cosine decay to lr/4)."""
-        from tfuda.engine.schedules import CosineDecayTo
-
         return CosineDecayTo(lr, total_steps)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, **self.hparams}

@@ -46,7 +46,6 @@ class Contrastive(Method):
     default_uratio = 1
 
     def __init__(self, pretrain_fraction: float = 0.5, temperature: float = 0.2, projection: int = 64):
-        super().__init__(pretrain_fraction=pretrain_fraction, temperature=temperature, projection=projection)
         self.pretrain_fraction, self.temperature, self.projection = pretrain_fraction, temperature, projection
         self.features = None
         self.head = None

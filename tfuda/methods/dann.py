@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfuda.engine.schedules import AnnealedLR
+from tfuda.methods.schedules import AnnealedLR
 from tfuda.methods.base import Logs, Method, cross_entropy
 from tfuda.models import embedding_model
 
@@ -46,7 +46,6 @@ class DANN(Method):
     default_uratio = 1
 
     def __init__(self, hidden: int = 256):
-        super().__init__(hidden=hidden)
         self.hidden = hidden
         self.features = None
         self.discriminator = None

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfuda.methods.adamatch import pseudo_label_monitors
-from tfuda.methods.base import Logs, Method, cross_entropy
+from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors
 
 
 def fixed_threshold_mask(probs: tf.Tensor, tau: float) -> tf.Tensor:
@@ -34,7 +33,6 @@ class FixMatch(Method):
     default_uratio = 7
 
     def __init__(self, tau: float = 0.95, lambda_u: float = 1.0, temperature: float = 1.0):
-        super().__init__(tau=tau, lambda_u=lambda_u, temperature=temperature)
         self.tau, self.lambda_u, self.temperature = tau, lambda_u, temperature
 
     def loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:

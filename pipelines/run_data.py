@@ -1,0 +1,126 @@
+"""A run's data: every data set a run's config names, opened one way for train, report and export.
+
+The config is a mapping with the keys of `tfuda.config.Config` (`config.json` of a run directory,
+or `Config.to_dict()`); this module reads only the data keys: `source`, `target`, `eval_target`,
+`eval_source`, `setting`, `labeled_per_class`, `target_labeled`, `seed`, and the opening
+options `strict`, `tfds_data_dir`, `tfds_download`. Each set is opened on first use, once, and
+checked where it is opened (labels present, the source's class names, no evaluation set that
+is also trained on), so every command sees the same data with the same errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Mapping
+
+from pipelines.errors import DataError
+from pipelines.sources import Source, canonical_spec, check_same_classes, open_source
+from pipelines.splits import carve_per_class
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenOptions:
+    """How specs are opened: see `open_source`."""
+
+    strict: bool = False
+    tfds_data_dir: str | None = None
+    tfds_download: bool = False
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> "OpenOptions":
+        return cls(strict=bool(config.get("strict", False)), tfds_data_dir=config.get("tfds_data_dir"),
+                   tfds_download=bool(config.get("tfds_download", False)))
+
+    def open(self, spec: str, flag: str | None = None) -> Source:
+        """Opens `spec`; a DataError names `flag` (the flag that gave the spec) first."""
+        try:
+            return open_source(spec, strict=self.strict, tfds_data_dir=self.tfds_data_dir,
+                               tfds_download=self.tfds_download)
+        except DataError as err:
+            if flag is None:
+                raise
+            raise DataError(f"{flag}: {err}") from None
+
+
+class RunData:
+    """The data sets of one run's config, each opened and checked on first use.
+
+    Attributes (each a `Source`, or None where the config names none):
+      labeled_source: all of `--source` (labeled).
+      source: the labeled training images: `labeled_source`, or K per class of it under SSL.
+      target: the unlabeled target images (their labels, if any, only feed monitors).
+      target_labeled: SSDA's K labeled target images per class, carved from `--target-labeled`.
+      eval_target, eval_source: labeled evaluation sets; by default the held-out split of the
+        target / source spec, where it has one (`digits-m` -> `digits-m:test`).
+    """
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = config
+        self.options = OpenOptions.of(config)
+
+    @functools.cached_property
+    def labeled_source(self) -> Source:
+        source = self.options.open(self.config["source"], "--source")
+        if not source.info.labeled:
+            raise DataError(f"--source '{self.config['source']}' has no labels: give class subfolders, an npz "
+                            "with 'y', or a labeled TFDS/built-in spec")
+        return source
+
+    @functools.cached_property
+    def source(self) -> Source:
+        if self.config.get("setting") == "ssl":
+            return carve_per_class(self.labeled_source, self.config["labeled_per_class"], self.config["seed"],
+                                   "--source")
+        return self.labeled_source
+
+    @functools.cached_property
+    def target(self) -> Source | None:
+        if not self.config.get("target"):
+            return None
+        return self._same_classes(self.options.open(self.config["target"], "--target"), "--target")
+
+    @functools.cached_property
+    def target_labeled(self) -> Source | None:
+        if self.config.get("setting") != "ssda":
+            return None
+        spec = self.config["target_labeled"]
+        carved = carve_per_class(self.options.open(spec, "--target-labeled"), self.config["labeled_per_class"],
+                                 self.config["seed"], "--target-labeled")
+        return self._same_classes(carved, "--target-labeled")
+
+    @functools.cached_property
+    def eval_target(self) -> Source | None:
+        default = self.target.info.held_out if self.target is not None else None
+        evaluation = self._eval_set("--eval-target", self.config.get("eval_target") or default)
+        spec = self.config.get("target_labeled")
+        if (evaluation is not None and self.config.get("setting") == "ssda"
+                and canonical_spec(spec) == canonical_spec(evaluation.info.spec)):
+            raise DataError(f"--target-labeled '{spec}' is the target evaluation set '{evaluation.info.spec}': "
+                            "its labels would be trained on and then reported as accuracy. Carve the labeled "
+                            "target images from other data, or give --eval-target a held-out set")
+        return evaluation
+
+    @functools.cached_property
+    def eval_source(self) -> Source | None:
+        return self._eval_set("--eval-source", self.config.get("eval_source") or self.labeled_source.info.held_out)
+
+    def open_all(self, needs_target: bool) -> "RunData":
+        """Opens and checks every set training uses (all errors before the first step)."""
+        for name in ("source", "target_labeled", "eval_target", "eval_source"):
+            getattr(self, name)
+        if needs_target and self.target is None:
+            raise DataError("--target is required: the unlabeled images of the domain to adapt to")
+        return self
+
+    def _same_classes(self, opened: Source, flag: str) -> Source:
+        check_same_classes(self.labeled_source.info, opened.info, flag)
+        return opened
+
+    def _eval_set(self, flag: str, spec: str | None) -> Source | None:
+        if spec is None:
+            return None
+        opened = self.options.open(spec, flag)
+        if not opened.info.labeled:
+            raise DataError(f"{flag} '{spec}' has no labels; an evaluation set must be labeled")
+        return self._same_classes(opened, flag)

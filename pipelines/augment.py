@@ -40,10 +40,8 @@ Rows = tuple  # (offset: int or int32 scalar tensor, total: int): see `_uniform`
 
 
 def _uniform(batch, seed, minval=0.0, maxval=1.0, dtype=tf.float32, rows: Rows | None = None) -> tf.Tensor:
-    """`[batch]` stateless uniform numbers (one per image), identical with and without XLA.
-
-    Floats are made from 24-bit integer draws: XLA turns random bits into floats differently
-    from TensorFlow's kernels, while integer draws agree.
+    """`[batch]` stateless uniform numbers (one per image), identical with and without XLA
+    (floats come from `unit_uniform`).
 
     `rows = (offset, total)` says that the batch is rows `[offset, offset + batch)` of a global
     batch of `total` images (one replica's slice): the numbers are drawn for all `total` rows and
@@ -53,9 +51,18 @@ def _uniform(batch, seed, minval=0.0, maxval=1.0, dtype=tf.float32, rows: Rows |
     if dtype.is_integer:
         values = tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval, dtype=dtype, alg=ALG)
     else:
-        bits = tf.random.stateless_uniform(shape, seed, minval=0, maxval=_FLOAT_BITS, dtype=tf.int32, alg=ALG)
-        values = minval + (maxval - minval) * tf.cast(bits, dtype) / float(_FLOAT_BITS)
+        values = minval + (maxval - minval) * tf.cast(unit_uniform(shape, seed), dtype)
     return values if rows is None else tf.slice(values, [rows[0]], [batch])
+
+
+def unit_uniform(shape, seed: tf.Tensor) -> tf.Tensor:
+    """float32 stateless uniform numbers in [0, 1), the same with and without XLA.
+
+    Made from 24-bit integer draws: XLA turns random bits into floats differently from
+    TensorFlow's kernels, while integer draws agree.
+    """
+    bits = tf.random.stateless_uniform(shape, seed, minval=0, maxval=_FLOAT_BITS, dtype=tf.int32, alg=ALG)
+    return tf.cast(bits, tf.float32) / float(_FLOAT_BITS)
 
 
 def _per_image(values: tf.Tensor) -> tf.Tensor:

@@ -129,13 +129,13 @@ def _labeled_batches(source: Source, target_labeled: Source | None, spec: FeedSp
 
 
 def make_feed(
-    source: Source, target: Source | None, spec: FeedSpec, *, start_step: int = 0,
+    source: Source | None, target: Source | None, spec: FeedSpec, *, start_step: int = 0,
     target_labeled: Source | None = None,
 ) -> tf.data.Dataset:
     """The infinite, shuffled, prefetched training feed (see module docstring).
 
     Args:
-      source: labeled source data.
+      source: labeled source data; None (and `spec.source_views == ()`) for a source-free feed.
       target: unlabeled target data (labels, if any, are passed through for monitoring only);
         None or `spec.target_views == ()` for a source-only feed.
       spec: batch sizes, views, augmentation, seed.
@@ -143,7 +143,9 @@ def make_feed(
       target_labeled: SSDA's few labeled target images, mixed into each labeled batch in
         proportion to their number (at least one per batch).
     """
-    parts = {"source": _labeled_batches(source, target_labeled, spec, start_step)}
+    parts = {}
+    if source is not None and spec.source_views:
+        parts["source"] = _labeled_batches(source, target_labeled, spec, start_step)
     if target is not None and spec.target_views:
         unlabeled = spec.uratio * spec.global_batch_size
         parts["target"] = preprocessed_batches(

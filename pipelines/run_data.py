@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from pipelines.errors import DataError
-from pipelines.sources import Source, canonical_spec, check_same_classes, open_source
+from pipelines.sources import Source, SourceInfo, canonical_spec, check_same_classes, open_source
 from pipelines.splits import carve_per_class
 
 
@@ -47,7 +47,7 @@ class RunData:
     """The data sets of one run's config, each opened and checked on first use.
 
     Attributes (each a `Source`, or None where the config names none):
-      labeled_source: all of `--source` (labeled).
+      labeled_source: all of `--source` (labeled); None for a source-free run (`source` unset).
       source: the labeled training images: `labeled_source`, or K per class of it under SSL.
       target: the unlabeled target images (their labels, if any, only feed monitors).
       target_labeled: SSDA's K labeled target images per class, carved from `--target-labeled`.
@@ -55,12 +55,22 @@ class RunData:
         target / source spec, where it has one (`digits-m` -> `digits-m:test`).
     """
 
-    def __init__(self, config: Mapping[str, Any]):
+    def __init__(self, config: Mapping[str, Any], class_names: Sequence[str] | None = None):
+        """`class_names`: the classes every labeled set must have (default: the source's)."""
         self.config = config
         self.options = OpenOptions.of(config)
+        self._class_names = None if class_names is None else tuple(class_names)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        if self._class_names is None and self.labeled_source is None:
+            raise DataError("a source-free run needs its class names: train from a tfuda run, or give --class-names")
+        return self._class_names or self.labeled_source.info.class_names
 
     @functools.cached_property
-    def labeled_source(self) -> Source:
+    def labeled_source(self) -> Source | None:
+        if self.source_free:
+            return None
         source = self.options.open(self.config["source"], "--source")
         if not source.info.labeled:
             raise DataError(f"--source '{self.config['source']}' has no labels: give class subfolders, an npz "
@@ -68,8 +78,8 @@ class RunData:
         return source
 
     @functools.cached_property
-    def source(self) -> Source:
-        if self.config.get("setting") == "ssl":
+    def source(self) -> Source | None:
+        if self.labeled_source is not None and self.config.get("setting") == "ssl":
             return carve_per_class(self.labeled_source, self.config["labeled_per_class"], self.config["seed"],
                                    "--source")
         return self.labeled_source
@@ -103,7 +113,13 @@ class RunData:
 
     @functools.cached_property
     def eval_source(self) -> Source | None:
-        return self._eval_set("--eval-source", self.config.get("eval_source") or self.labeled_source.info.held_out)
+        default = None if self.source_free else self.labeled_source.info.held_out
+        return self._eval_set("--eval-source", self.config.get("eval_source") or default)
+
+    @property
+    def source_free(self) -> bool:
+        """True when the config names no source data (a source-free run; its classes are given)."""
+        return not self.config.get("source")
 
     def open_all(self, needs_target: bool) -> "RunData":
         """Opens and checks every set training uses (all errors before the first step)."""
@@ -111,10 +127,13 @@ class RunData:
             getattr(self, name)
         if needs_target and self.target is None:
             raise DataError("--target is required: the unlabeled images of the domain to adapt to")
+        if self._class_names is not None and self.labeled_source is not None:
+            self._same_classes(self.labeled_source, "--source")
         return self
 
     def _same_classes(self, opened: Source, flag: str) -> Source:
-        check_same_classes(self.labeled_source.info, opened.info, flag)
+        reference = SourceInfo(self.config.get("source") or "the --init model", self.class_names, None, (None,) * 3)
+        check_same_classes(reference, opened.info, flag)
         return opened
 
     def _eval_set(self, flag: str, spec: str | None) -> Source | None:

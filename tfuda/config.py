@@ -40,13 +40,16 @@ class Config:
     target_labeled: str | None = None
     pretrain_steps: int | None = None
     finetune_steps: int | None = None
+    method_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     model: str = "cnn-small"
     weights: str | None = None
+    init: str | None = None
+    class_names: str | None = None
     image_size: int = 32
     steps: int = 1500
     batch_size: int = 32
     uratio: int | None = None
-    lr: float = 0.03
+    lr: float | None = None
     weight_decay: float = 5e-4
     ema_decay: float = 0.999
     seed: int = 0
@@ -84,7 +87,7 @@ class Config:
             positive("uratio")
         if self.image_size < 8:
             raise ConfigError(f"--image-size must be at least 8, got {self.image_size}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ConfigError(f"--lr must be a positive number, got {self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay!r}")
@@ -96,6 +99,12 @@ class Config:
             raise ConfigError(f"--augment-on must be one of {', '.join(AUGMENT_ON_CHOICES)}, got {self.augment_on!r}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.init is not None and self.weights is not None:
+            raise ConfigError("--init starts from an existing model; --weights applies to --model only: give one")
+        if self.class_names is not None and self.init is None:
+            raise ConfigError("--class-names names the classes of an --init model: give --init too")
+        if not isinstance(self.method_args, dict):
+            raise ConfigError(f"method_args must be a mapping of name: value, got {self.method_args!r}")
         self._validate_setting()
         self._derive_phase_steps()
         return self

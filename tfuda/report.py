@@ -308,7 +308,7 @@ def write_report(run_path: str, *, export_report: str | None = None, baseline: s
     run.check_model()
     metrics = run.metrics()
     config = run.config()
-    data = RunData(config)
+    data = RunData(config, run.class_names())
     out = run.path / REPORT_DIR
     out.mkdir(exist_ok=True)
     notes: list[str] = []

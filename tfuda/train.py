@@ -15,7 +15,8 @@ from pathlib import Path
 
 from tfuda.atomic import write_json_atomic
 from tfuda.cli import VERBOSE_HELP, command, run_command
-from tfuda.config import AUGMENT_ON_CHOICES, SETTINGS, STRATEGIES, XLA_CHOICES, Config, ConfigError, resolve
+from tfuda.config import (AUGMENT_ON_CHOICES, SETTINGS, STRATEGIES, XLA_CHOICES, Config, ConfigError,
+                          read_config_file, resolve)
 from tfuda.rundir import RunDir
 
 S = argparse.SUPPRESS
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--target-labeled", help="labeled target spec to carve K per class from (--setting ssda)")
     train = p.add_argument_group("training")
     train.add_argument("--method", help=f"training method: {', '.join(METHODS)} (default {d.method})")
+    train.add_argument("--method-arg", action="append", metavar="NAME=VALUE",
+                       help="a hyper-parameter of the method, e.g. tau=0.8 (repeatable; see README 'Methods')")
+    train.add_argument("--init", help="start from an existing model: a run directory or a .keras classifier "
+                       "(required by the source-free methods shot and tent)")
+    train.add_argument("--class-names", help="with --init of a model not trained by tfuda: a text file, one class "
+                       "name per line in output order")
     train.add_argument("--pretrain-steps", type=int, help="contrastive: steps of unlabeled pretraining (default: half of --steps)")
     train.add_argument("--finetune-steps", type=int, help="contrastive: steps of supervised fine-tuning (default: the rest)")
     train.add_argument("--model", help=f"model architecture (default {d.model})")
@@ -52,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, help=f"total training steps, also under --resume (default {d.steps})")
     train.add_argument("--batch-size", type=int, help=f"labeled images per step (default {d.batch_size})")
     train.add_argument("--uratio", type=int, help="unlabeled images per step = uratio x batch size (default: the method's)")
-    train.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr})")
+    train.add_argument("--lr", type=float, help="peak learning rate (default: the method's; 0.03 for SGD methods)")
     train.add_argument("--weight-decay", type=float, help=f"L2 weight decay (default {d.weight_decay})")
     train.add_argument("--ema-decay", type=float, help=f"EMA decay of the evaluated/exported weights (default {d.ema_decay})")
     train.add_argument("--seed", type=int, help=f"fixes data order, augmentation and init (default {d.seed})")
@@ -77,6 +84,17 @@ def _default_out(method: str) -> str:
     return os.path.join("runs", f"{stamp}-{method}")
 
 
+def parse_method_args(items: list[str]) -> dict[str, str]:
+    """`["tau=0.8", ...]` -> `{"tau": "0.8"}`; the method converts the values (`Method.parse_args`)."""
+    values = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--method-arg '{item}': give NAME=VALUE, e.g. --method-arg tau=0.8")
+        values[name.strip().replace("-", "_")] = value.strip()
+    return values
+
+
 def prepare_run(cli: dict) -> tuple[Config, RunDir, Path | None]:
     """Resolves the config and the run directory; refuses to clobber or to resume nothing.
 
@@ -86,10 +104,13 @@ def prepare_run(cli: dict) -> tuple[Config, RunDir, Path | None]:
     checkpoints without writing to them.
     """
     from tfuda.engine.distribute import is_chief
+    from tfuda.engine.run import complete_for_method
 
     resume = bool(cli.pop("resume", False))
     config_file = cli.pop("config", None)
     cli.pop("verbose", None)  # output only (tfuda.cli), not part of the run
+    if "method_arg" in cli:
+        cli["method_args"] = parse_method_args(cli.pop("method_arg"))
     if resume:
         if "out" not in cli:
             raise ConfigError("--resume needs --out RUN_DIR, the run to continue")
@@ -100,6 +121,8 @@ def prepare_run(cli: dict) -> tuple[Config, RunDir, Path | None]:
         resume_from = shared.checkpoints
     else:
         config = resolve(cli, config_file)
+        given = set(cli) | (set(read_config_file(config_file)) if config_file else set())
+        config = complete_for_method(config, given)
         config.out = config.out or _default_out(config.method)
         shared = RunDir(config.out)
         if is_chief() and shared.path.exists() and (not shared.path.is_dir() or any(shared.path.iterdir())):

@@ -132,3 +132,42 @@ def test_a_step_skipped_by_loss_scaling_still_counts(tmp_path, monkeypatch, caps
     assert main(["--steps", "6", "--resume", *args]) == 0
     assert "steps 4->6" in capsys.readouterr().out  # the feed restarts at batch 4
     assert json.loads((out / "metrics.json").read_text())["steps"] == 6
+
+
+def _first_step(method_cls, *, xla: bool, on_device: bool, mixed_precision: bool = False, steps: int = 1):
+    """Losses of `steps` train steps of a fresh seeded model on the same fixed feed batch, and the
+    classifier's weights after them."""
+    keras.utils.set_random_seed(0)
+    spec = FeedSpec(8, 2, 16, method_cls.source_views, method_cls.target_views, seed=4, on_device=on_device)
+    batch = next(iter(make_feed(open_source("digits"), open_source("digits-m"), spec)))
+    model = build_model("cnn-small", 10, 16)
+    trainer = TrainingModel(model, method_cls(), total_steps=100, feed_spec=spec)
+    trainer.compile(optimizer=make_optimizer(0.05, mixed_precision=mixed_precision), jit_compile=xla)
+    trainer.make_train_function()
+    feed = tf.data.Dataset.from_tensors(batch).repeat()
+    iterator = iter(feed)
+    losses = [float(trainer.train_function(iterator)["loss"][0]) for _ in range(steps)]
+    return losses, [w.numpy() for w in model.trainable_weights]
+
+
+def test_xla_on_device_step_equals_the_default_step():
+    # The same batch, the same init: the XLA-compiled step with augmentation on the device gives
+    # the loss and update of TF's default path with augmentation in tf.data.
+    loss_default, weights_default = _first_step(AdaMatch, xla=False, on_device=False)
+    loss_xla, weights_xla = _first_step(AdaMatch, xla=True, on_device=True)
+    assert loss_xla[0] == pytest.approx(loss_default[0], rel=1e-4)
+    for a, b in zip(weights_default, weights_xla):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_mixed_precision_step_computes_in_float16_and_learns():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        losses, _ = _first_step(SourceOnly, xla=False, on_device=False, mixed_precision=True, steps=6)
+        model = build_model("cnn-small", 10, 16)
+        assert model.get_layer("conv0_0").compute_dtype == "float16"
+        assert model.get_layer("logits").compute_dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert all(np.isfinite(losses)) and losses[-1] < 0.8 * losses[0]

@@ -172,7 +172,8 @@ def train_loop(trainer: TrainingModel, feed: tf.data.Dataset, *, start_step: int
                callbacks: list[keras.callbacks.Callback], wall_time_before: float = 0.0) -> dict[str, float]:
     """Runs `trainer`'s train step from `start_step` to `total_steps` on `feed`.
 
-    Callbacks see `on_train_batch_end(step_index, logs)` with Python floats, including
+    Callbacks see `on_train_batch_begin(step_index)` and `on_train_batch_end(step_index, logs)`,
+    the logs as Python floats, including
     `wall_time_s` (summed over resumed runs). Returns the last logs.
     """
     callback_list = keras.callbacks.CallbackList(callbacks, model=trainer)
@@ -182,6 +183,7 @@ def train_loop(trainer: TrainingModel, feed: tf.data.Dataset, *, start_step: int
     start = time.perf_counter()
     callback_list.on_train_begin()
     for step in range(start_step, total_steps):
+        callback_list.on_train_batch_begin(step)
         outputs = trainer.train_function(iterator)
         logs = {key: float(np.reshape(value, -1)[0]) for key, value in outputs.items()}
         logs[WALL_TIME] = wall_time_before + time.perf_counter() - start

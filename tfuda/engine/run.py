@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -14,7 +15,7 @@ from pipelines.errors import DataError
 from pipelines.feeds import FeedSpec, make_feed
 from pipelines.run_data import RunData
 from tfuda.atomic import save_model_atomic, write_json_atomic
-from tfuda.config import Config
+from tfuda.config import Config, ConfigError
 from tfuda.engine import loop
 from tfuda.engine.checkpoints import Checkpoints
 from tfuda.engine.distribute import is_chief, make_strategy, split_for_replicas, task
@@ -22,6 +23,7 @@ from tfuda.engine.evaluate import EvalResult, evaluate
 from tfuda.engine.trainer import TrainingModel, make_optimizer
 from tfuda.methods import Method, method_class
 from tfuda.models import build_model
+from tfuda.models.init import init_class_names, load_init
 from tfuda.rundir import RunDir
 
 
@@ -32,13 +34,57 @@ def use_xla(setting: str) -> bool:
     return setting == "on"
 
 
-def open_training_data(config: Config, method_cls: type[Method]) -> RunData:
-    """Opens and checks every data set of the run before the first step."""
+def complete_for_method(config: Config, given: set[str]) -> Config:
+    """Fills what depends on the method: its default `lr`; for a source-free method no source
+    (warning when `--source` was given); for `--init RUN` that run's image size.
+
+    Args:
+      config: a validated config.
+      given: the fields the user set explicitly (command line or config file).
+    """
+    method_cls = method_class(config.method)
+    if config.lr is None:
+        config.lr = method_cls.default_lr
+    if method_cls.source_free():
+        if config.init is None:
+            raise ConfigError(f"--method {config.method} adapts an existing model without source data: give "
+                              "--init RUN_DIR or --init MODEL.keras")
+        if config.setting != "uda":
+            raise ConfigError(f"--method {config.method} is source-free: --setting {config.setting} does not apply")
+        if "source" in given:
+            print(f"warning: --source '{config.source}' is not used by the source-free --method {config.method}",
+                  file=sys.stderr)
+        config.source = None
+    if config.init is not None and "image_size" not in given and os.path.isdir(config.init):
+        config.image_size = RunDir(config.init).image_size()
+    return config
+
+
+def open_training_data(config: Config, method_cls: type[Method], class_names: list[str] | None) -> RunData:
+    """Opens and checks every data set of the run before the first step.
+
+    `class_names`: the classes of an `--init` model, when it names them.
+    """
     needs_target = bool(method_cls.target_views)
     if config.setting != "uda" and not needs_target:
         raise DataError(f"--setting {config.setting} needs unlabeled images, which --method {config.method} "
                         "does not use: choose adamatch or fixmatch")
-    return RunData(config.to_dict()).open_all(needs_target)
+    values = {**config.to_dict(), "source": None} if method_cls.source_free() else config.to_dict()
+    return RunData(values, class_names).open_all(needs_target)
+
+
+def initial_classifier(config: Config, num_classes: int) -> keras.Model:
+    """`--init`'s model (checked against the classes and image size), else a new `--model`."""
+    if config.init is None:
+        return build_model(config.model, num_classes, config.image_size, config.weights)
+    model, _ = load_init(config.init, config.class_names)
+    units, size = model.get_layer("logits").units, int(model.input_shape[1])
+    if units != num_classes:
+        raise ConfigError(f"--init '{config.init}' outputs {units} classes, the data has {num_classes}: "
+                          "give a model trained on these classes (or --class-names in its output order)")
+    if size != config.image_size:
+        raise ConfigError(f"--init '{config.init}' takes {size}x{size} images: give --image-size {size}")
+    return model
 
 
 def feed_spec(config: Config, method_cls: type[Method], replicas: int) -> FeedSpec:
@@ -60,10 +106,10 @@ def build_training_model(config: Config, method: Method, num_classes: int, spec:
     """The classifier (seeded by `--seed`) wrapped in a compiled `TrainingModel`, in `strategy`'s scope."""
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        classifier = build_model(config.model, num_classes, config.image_size, config.weights)
+        classifier = initial_classifier(config, num_classes)
         trainer = TrainingModel(classifier, method, total_steps=config.steps, weight_decay=config.weight_decay,
                                 ema_decay=config.ema_decay, feed_spec=spec)
-        schedule = method.learning_rate(config.lr, config.steps)
+        schedule = method.learning_rate(config.lr or type(method).default_lr, config.steps)
         trainer.compile(optimizer=make_optimizer(schedule, mixed_precision=config.mixed_precision),
                         jit_compile=use_xla(config.xla))
     return trainer
@@ -73,12 +119,17 @@ def describe_run(config: Config, data: RunData, trainer: TrainingModel, spec: Fe
                  start_step: int, run: RunDir) -> str:
     """The first line a run prints: data, model, batch, steps, placement, run directory."""
     target = data.target if spec.target_views else None
-    unlabeled = f" + {spec.uratio * spec.global_batch_size} unlabeled" if target is not None else ""
-    labeled = data.source.info.spec + (f" + {data.target_labeled.info.spec}" if data.target_labeled else "")
+    unlabeled = f"{spec.uratio * spec.global_batch_size} unlabeled"
+    if data.source is None:
+        labeled, batch = "(no source data)", unlabeled
+    else:
+        labeled = data.source.info.spec + (f" + {data.target_labeled.info.spec}" if data.target_labeled else "")
+        batch = f"{spec.global_batch_size}" + (f" + {unlabeled}" if target is not None else "")
+    model = f"init {config.init}" if config.init else config.model
     return (f"tfuda {config.method} ({config.setting}): {labeled} -> "
             f"{config.target if target is not None else '(no target data)'} | "
-            f"{config.model} ({trainer.classifier.count_params() / 1e6:.2f}M params), {config.image_size}px | "
-            f"batch {spec.global_batch_size}{unlabeled}{f' over {replicas} replicas' if replicas > 1 else ''} | "
+            f"{model} ({trainer.classifier.count_params() / 1e6:.2f}M params), {config.image_size}px | "
+            f"batch {batch}{f' over {replicas} replicas' if replicas > 1 else ''} | "
             f"steps {start_step}->{config.steps} | xla {'on' if trainer.jit_compile else 'off'}, "
             f"augment on {config.augment_on} | run {run.path}")
 
@@ -135,9 +186,10 @@ def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: Te
     strategy = make_strategy(config.strategy)  # first: multi-worker needs it before other ops
     replicas = strategy.num_replicas_in_sync
     method_cls = method_class(config.method)
-    data = open_training_data(config, method_cls)
+    data = open_training_data(config, method_cls,
+                              init_class_names(config.init, config.class_names) if config.init else None)
     target = data.target if method_cls.target_views else None
-    class_names = list(data.source.info.class_names)
+    class_names = list(data.class_names)
     spec = feed_spec(config, method_cls, replicas)
     method = method_cls.from_config(config)
     method.monitor_target_labels = bool(target is not None and target.info.labeled)
@@ -151,7 +203,7 @@ def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: Te
     scalars = loop.ScalarLogger(str(run.logs / "train"))
     evaluation = loop.PeriodicEvaluation(evaluators(data, config.image_size) if is_chief() else {},
                                          config.eval_every, config.steps, scalars, progress)
-    callbacks = [loop.NonFiniteGuard(), progress, scalars,
+    callbacks = [*method.callbacks(trainer.classifier, target, spec), loop.NonFiniteGuard(), progress, scalars,
                  loop.PeriodicCheckpoint(checkpoints, config.checkpoint_every, config.steps), evaluation]
     feed = split_for_replicas(
         make_feed(data.source, target, spec, start_step=start_step, target_labeled=data.target_labeled), strategy)

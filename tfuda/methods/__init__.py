@@ -8,10 +8,12 @@ from tfuda.methods.base import Method
 from tfuda.methods.contrastive import Contrastive
 from tfuda.methods.dann import DANN
 from tfuda.methods.fixmatch import FixMatch
+from tfuda.methods.shot import SHOT
 from tfuda.methods.source_only import SourceOnly
+from tfuda.methods.tent import TENT
 
 METHODS: dict[str, type[Method]] = {
-    cls.name: cls for cls in (AdaMatch, FixMatch, DANN, Contrastive, SourceOnly)}
+    cls.name: cls for cls in (AdaMatch, FixMatch, DANN, Contrastive, SourceOnly, SHOT, TENT)}
 
 
 def method_class(name: str) -> type[Method]:

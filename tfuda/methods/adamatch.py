@@ -22,6 +22,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from pipelines.augment import unit_uniform
 from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
 
 
@@ -46,8 +47,9 @@ def relative_threshold(p_source: tf.Tensor, tau: float) -> tf.Tensor:
 
 
 def interpolate_logits(joint: tf.Tensor, source_only: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """lambda * joint + (1 - lambda) * source_only, lambda ~ U(0, 1) per element (stateless)."""
-    lam = tf.random.stateless_uniform(tf.shape(joint), seed, dtype=joint.dtype, alg=tf.random.Algorithm.PHILOX)
+    """lambda * joint + (1 - lambda) * source_only, lambda ~ U(0, 1) per element (stateless; the
+    same numbers with and without XLA)."""
+    lam = tf.cast(unit_uniform(tf.shape(joint), seed), joint.dtype)
     return lam * joint + (1.0 - lam) * source_only
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import keras
 import tensorflow as tf
 
+from pipelines.errors import UserError
 from tfuda.methods.schedules import CosineDecayTo
 
 Logs = dict[str, tf.Tensor]
@@ -44,26 +46,83 @@ class Method:
 
     Class attributes:
       name: `--method` value.
-      source_views, target_views: views of each part the feed must provide (`Augment.views`).
-      default_uratio: unlabeled target images per labeled source image, when `--uratio` is unset.
+      source_views, target_views: views of each part the feed must provide (`Augment.views`);
+        no source views make a source-free method (it adapts an `--init` model from target
+        images alone).
+      default_uratio: unlabeled target images per labeled source image (per `--batch-size`
+        for a source-free method), when `--uratio` is unset.
+      default_lr: peak learning rate when `--lr` is unset.
+
+    Hyper-parameters are the keyword arguments of `__init__`, with their defaults and type
+    annotations; `--method-arg NAME=VALUE` sets them (`from_config`). Names listed in
+    `derived_args` are computed from the run's config instead.
 
     `monitor_target_labels` is set by the trainer when the target data carries labels; a method
     may then log monitors computed from them (they never enter a loss).
 
-    A method may own extra trainable layers (e.g. a domain discriminator): create them in
-    `build` and list them in `extra_layers`; they are trained and checkpointed with the model.
+    A method may own extra layers (e.g. a domain discriminator): create them in `build` and
+    list them in `extra_layers`; they are trained and checkpointed with the model. Work between
+    steps (e.g. SHOT's centroids) goes in Keras callbacks returned by `callbacks`.
     """
 
     name: ClassVar[str]
     source_views: ClassVar[tuple[str, ...]] = ("weak",)
     target_views: ClassVar[tuple[str, ...]] = ()
     default_uratio: ClassVar[int] = 1
+    default_lr: ClassVar[float] = 0.03
+    derived_args: ClassVar[tuple[str, ...]] = ()
     monitor_target_labels: bool = False
 
     @classmethod
+    def source_free(cls) -> bool:
+        return not cls.source_views
+
+    @classmethod
+    def hyperparameters(cls) -> dict[str, inspect.Parameter]:
+        """The settable hyper-parameters: name -> `inspect.Parameter` (default and annotation)."""
+        return {name: p for name, p in inspect.signature(cls.__init__).parameters.items()
+                if name != "self" and name not in cls.derived_args}
+
+    @classmethod
+    def parse_args(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Checks `--method-arg` values against `hyperparameters`, converting strings by type.
+
+        Raises:
+          UserError: an unknown name or a value of the wrong type (the message lists the names).
+        """
+        known = cls.hyperparameters()
+        parsed = {}
+        for name, value in values.items():
+            if name not in known:
+                raise UserError(f"--method-arg {name}: --method {cls.name} has no such hyper-parameter; it has "
+                                f"{', '.join(f'{k}={p.default}' for k, p in known.items()) or 'none'}")
+            kind = type(known[name].default)
+            try:
+                if kind is bool and isinstance(value, str):
+                    if value.lower() not in ("true", "false", "1", "0"):
+                        raise ValueError(value)
+                    parsed[name] = value.lower() in ("true", "1")
+                else:
+                    parsed[name] = kind(value)
+            except (TypeError, ValueError):
+                raise UserError(f"--method-arg {name}={value}: expected a {kind.__name__} "
+                                f"(default {known[name].default})") from None
+        return parsed
+
+    @classmethod
     def from_config(cls, config) -> "Method":
-        """The method with hyper-parameters taken from a `tfuda.config.Config` (default: none)."""
-        return cls()
+        """The method with the hyper-parameters of a `tfuda.config.Config` (`method_args`)."""
+        return cls(**cls.parse_args(config.method_args))
+
+    def callbacks(self, classifier: keras.Model, target, spec) -> list[keras.callbacks.Callback]:
+        """Callbacks the training loop runs with this method (default: none).
+
+        Args:
+          classifier: the model being trained.
+          target: the target `Source` (or None).
+          spec: the run's `FeedSpec`.
+        """
+        return []
 
     def build(self, model: keras.Model) -> None:
         """Creates method-owned layers for `model` (default: none)."""

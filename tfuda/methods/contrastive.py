@@ -50,9 +50,11 @@ class Contrastive(Method):
         self.features = None
         self.head = None
 
+    derived_args = ("pretrain_fraction",)
+
     @classmethod
     def from_config(cls, config) -> "Contrastive":
-        return cls(pretrain_fraction=config.pretrain_steps / config.steps)
+        return cls(pretrain_fraction=config.pretrain_steps / config.steps, **cls.parse_args(config.method_args))
 
     def build(self, model: keras.Model) -> None:
         self.features = embedding_model(model)

@@ -1,0 +1,58 @@
+"""Command output: TensorFlow's chatter hidden, tfuda's lines and real warnings kept, --verbose."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tfuda.cli import quiet_output
+
+ROOT = Path(__file__).resolve().parents[2]
+NOISE = [
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1795621854.750888   11346 tf_record_dataset_op.cc:390] TFRecordDataset `buffer_size` is unspecified",
+    "fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, output_inference_type: FLOAT32",
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+    "WARNING:tensorflow:Issue encountered when serializing table_initializer.",
+    "Type is unsupported, or the types of the items don't match field type in CollectionDef. Note this is a "
+    "warning and probably safe to ignore.",
+    "'NoneType' object has no attribute 'name'",
+]
+KEPT = [
+    "W0000 00:00:1795621854.750888   11346 some_op.cc:12] a real warning from TensorFlow",
+    "E0000 00:00:1795621854.750888   11346 some_op.cc:12] a real error from TensorFlow",
+    "WARNING:tensorflow:a real warning from TensorFlow's Python side",
+    "'NoneType' object has no attribute 'name'",  # outside the block it belongs to: kept
+]
+
+
+def _write_lines(lines):
+    for line in lines:
+        os.write(2, (line + "\n").encode())
+    print("error: tfuda's own line", file=sys.stderr)
+
+
+@pytest.mark.parametrize("argv, hidden", [([], True), (["--verbose"], False)])
+def test_quiet_output_hides_known_noise_only(capfd, argv, hidden):
+    with quiet_output(argv):
+        _write_lines(NOISE + KEPT)
+    err = capfd.readouterr().err.splitlines()
+    assert "error: tfuda's own line" in err
+    for line in KEPT:
+        assert line in err
+    assert all((line not in err) == hidden for line in NOISE[:-1])
+
+
+def test_export_of_a_run_prints_only_its_own_lines(trained_run, tmp_path):
+    # In a fresh process, as a user runs it: TensorFlow's start-up, the TFLite converter's int8
+    # calibration, LiteRT and the SavedModel's lookup table all print nothing on stderr.
+    done = subprocess.run(
+        [sys.executable, "-m", "export.savedmodel", "--run", str(trained_run), "--out", str(tmp_path / "exp"),
+         "--formats", "savedmodel,tflite", "--quantize", "int8", "--max-eval-images", "64", "--no-report"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr == ""
+    assert "published version 1" in done.stdout

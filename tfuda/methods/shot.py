@@ -1,0 +1,163 @@
+"""SHOT (Liang et al., "Do We Really Need to Access the Source Data? Source Hypothesis Transfer for
+Unsupervised Domain Adaptation", ICML 2020; https://arxiv.org/abs/2002.08546): adapt a trained
+classifier to the target domain from target images alone.
+
+The classifier head C (the source "hypothesis") is frozen; the feature extractor G is trained
+so that its target features fit C. With p = softmax(C(G(u))) for the B target images u of a step
+(weak view) and p_bar their mean:
+
+  L_ent = (1 / B) * sum_i H(p_i)                     confident predictions
+  L_div = H(p_bar) = -sum_k p_bar_k log p_bar_k      diverse predictions (no collapse to a class)
+  L_IM  = L_ent - L_div                              information maximisation
+  L     = L_IM + beta * CE(y_hat, C(G(u)))           beta = 0.3 (the paper's)
+
+The pseudo-labels y_hat come from weighted k-means in feature space (`shot_centroids`): with
+g_hat = normalize([G(x); 1]) over the target set, soft centroids c_k = sum_x p_k(x) g_hat(x) /
+sum_x p_k(x), labels by the nearest centroid in cosine distance (classes nobody predicts are left
+out), then one round of hard centroids and labels again. The centroids are recomputed every
+`interval` steps on up to `max_images` target images (a fixed, seeded sample), batched in graph
+mode, and checkpointed; each step labels its images by their nearest centroid, with features
+computed as the centroids' were (inference mode). (The official code labels every image once
+per epoch from the features of that moment; labelling with the current features and the
+periodic centroids is the same rule applied with fresher features.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipelines.errors import UserError
+from pipelines.feeds import preprocessed_batches
+from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors
+from tfuda.models import embedding_model
+
+
+def information_maximisation(logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """`(mean entropy, entropy of the mean prediction)` of softmax(logits), in nats. logits `[B, K]`."""
+    p = tf.nn.softmax(tf.cast(logits, tf.float32))
+    entropy = tf.reduce_mean(-tf.reduce_sum(p * tf.math.log(p + 1e-5), axis=1))
+    mean = tf.reduce_mean(p, axis=0)
+    return entropy, -tf.reduce_sum(mean * tf.math.log(mean + 1e-5))
+
+
+def _augmented(features: tf.Tensor) -> tf.Tensor:
+    """normalize([features; 1]) row-wise: SHOT's feature space for clustering. `[N, D]` -> `[N, D+1]`."""
+    features = tf.cast(features, tf.float32)
+    return tf.math.l2_normalize(tf.concat([features, tf.ones_like(features[:, :1])], axis=1), axis=1)
+
+
+def nearest_centroid(features: tf.Tensor, centroids: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+    """Index of the nearest valid centroid in cosine distance, per row.
+
+    Args:
+      features: float `[N, D]` raw features (augmented here).
+      centroids: float `[K, D+1]` in the augmented space.
+      valid: bool `[K]`: classes that may be chosen.
+
+    Returns:
+      int64 `[N]`.
+    """
+    similarity = tf.matmul(_augmented(features), tf.math.l2_normalize(centroids, axis=1), transpose_b=True)
+    return tf.argmax(tf.where(valid[None, :], similarity, -2.0), axis=1)
+
+
+def shot_centroids(features: tf.Tensor, probs: tf.Tensor, rounds: int = 1) -> tuple[tf.Tensor, tf.Tensor]:
+    """SHOT's weighted k-means: `(centroids [K, D+1], valid [K])` from features `[N, D]`, probs `[N, K]`.
+
+    Soft centroids weighted by `probs`, labels by nearest centroid among the classes that are
+    some image's top prediction, then `rounds` rounds of hard centroids.
+    """
+    points = _augmented(features)
+    probs = tf.cast(probs, tf.float32)
+    valid = tf.reduce_sum(tf.one_hot(tf.argmax(probs, axis=1), tf.shape(probs)[1]), axis=0) > 0
+    centroids = tf.matmul(probs, points, transpose_a=True) / (tf.reduce_sum(probs, axis=0)[:, None] + 1e-8)
+    for _ in range(rounds):
+        labels = nearest_centroid(features, centroids, valid)
+        onehot = tf.one_hot(labels, tf.shape(probs)[1])
+        centroids = tf.matmul(onehot, points, transpose_a=True) / (tf.reduce_sum(onehot, axis=0)[:, None] + 1e-8)
+    return centroids, valid
+
+
+class Centroids(keras.layers.Layer):
+    """SHOT's centroids as non-trainable weights, so checkpoints keep them: `[K, D+1]` and `valid` `[K]`."""
+
+    def __init__(self, num_classes: int, width: int, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.centroids = self.add_weight(shape=(num_classes, width + 1), initializer="zeros",
+                                         trainable=False, name="centroids")
+        self.valid = self.add_weight(shape=(num_classes,), initializer="zeros", trainable=False, name="valid")
+        self.computed = self.add_weight(shape=(), initializer="zeros", trainable=False, name="computed")
+
+
+class SHOT(Method):
+    """Source hypothesis transfer. Hyper-parameters: beta (0.3), interval (100), max_images (4096)."""
+
+    name = "shot"
+    source_views = ()
+    target_views = ("weak",)
+    default_uratio = 2
+    default_lr = 0.01
+
+    def __init__(self, beta: float = 0.3, interval: int = 100, max_images: int = 4096):
+        if beta < 0 or interval < 1 or max_images < 1:
+            raise UserError(f"--method shot: beta >= 0, interval >= 1 and max_images >= 1 (got beta={beta}, "
+                            f"interval={interval}, max_images={max_images})")
+        self.beta, self.interval, self.max_images = beta, interval, max_images
+
+    def build(self, model: keras.Model) -> None:
+        """Freezes the classifier head; the clustering state lives in a `Centroids` layer."""
+        head = model.get_layer("logits")
+        head.trainable = False
+        self.features = embedding_model(model)
+        self.state = Centroids(head.units, head.input.shape[-1], name="shot_centroids")
+
+    @property
+    def extra_layers(self):
+        return [self.state]
+
+    def loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
+        tgt = batch["target"]
+        _, logits = self.features(tgt["weak"], training=True)
+        entropy, diversity = information_maximisation(logits)
+        # Labelled in the space the centroids were computed in: inference mode, no gradient.
+        embedding, _ = self.features(tgt["weak"], training=False)
+        pseudo_labels = nearest_centroid(tf.stop_gradient(embedding), self.state.centroids, self.state.valid > 0.5)
+        loss_pseudo = tf.reduce_mean(cross_entropy(pseudo_labels, logits))
+        logs = {"losses/entropy": entropy, "losses/diversity": diversity, "losses/pseudo_label": loss_pseudo}
+        if self.monitor_target_labels:
+            logs.update(pseudo_label_monitors(tgt["labels"], pseudo_labels, tf.ones_like(pseudo_labels, tf.float32)))
+        return entropy - diversity + self.beta * loss_pseudo, logs
+
+    def callbacks(self, classifier, target, spec) -> list[keras.callbacks.Callback]:
+        return [RecomputeCentroids(self, target, spec)]
+
+    def recompute(self, target, spec) -> None:
+        """Clusters up to `max_images` target images (a seeded sample) with the current model."""
+        infer = tf.function(lambda x: self.features(tf.cast(x, tf.float32), training=False))
+        batches = preprocessed_batches(target, 256, spec.image_size, shuffle_seed=spec.seed)
+        features, probs = [], []
+        for images, _ in batches.take(math.ceil(self.max_images / 256)):
+            embedding, logits = infer(images)
+            features.append(embedding.numpy())
+            probs.append(tf.nn.softmax(tf.cast(logits, tf.float32)).numpy())
+        features, probs = np.concatenate(features)[:self.max_images], np.concatenate(probs)[:self.max_images]
+        centroids, valid = shot_centroids(tf.constant(features), tf.constant(probs))
+        self.state.centroids.assign(centroids)
+        self.state.valid.assign(tf.cast(valid, tf.float32))
+        self.state.computed.assign(1.0)
+
+
+class RecomputeCentroids(keras.callbacks.Callback):
+    """Before step 0, every `interval` steps, and after a resume without saved centroids."""
+
+    def __init__(self, method: SHOT, target, spec):
+        super().__init__()
+        self.method, self.target, self.spec = method, target, spec
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch % self.method.interval == 0 or float(self.method.state.computed.numpy()) == 0.0:
+            self.method.recompute(self.target, self.spec)

@@ -1,0 +1,94 @@
+"""TENT (Wang et al., "Tent: Fully Test-time Adaptation by Entropy Minimization", ICLR 2021;
+https://arxiv.org/abs/2006.10726): adapt a trained classifier to the target domain from target
+images alone, by minimising the entropy of its predictions.
+
+Only the batch-normalisation scale and offset (gamma, beta) are trained; every other weight is
+frozen. Batch norm runs in training mode, so it normalises with the target batch's statistics
+(and its moving statistics drift to the target's, momentum as in the model). Per step, with
+target images u (B of them, the weak view) and p = softmax(f(u)):
+
+  L = (1 / B) * sum_i H(p_i),     H(p) = -sum_k p_k log p_k.
+
+The paper takes one step per test batch, with a small learning rate (SGD 0.00025 / Adam 0.001),
+and predicts each batch with the model *before* that batch's update. tfuda adapts offline: it
+trains for `--steps` steps (the budget: TENT degrades when run long, see the README), then
+evaluates and exports the adapted weights (EMA) with the adapted moving statistics — every
+prediction tfuda reports or exports is made *after* adaptation. `episode` resets the trained
+parameters, batch-norm statistics and their optimizer state to the initial model every
+`episode` steps (0: never), the offline counterpart of TENT's episodic mode.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from pipelines.errors import UserError
+from tfuda.methods.base import Logs, Method, pseudo_label_monitors
+
+
+def mean_entropy(logits: tf.Tensor) -> tf.Tensor:
+    """Mean over the batch of the Shannon entropy (nats) of softmax(logits). logits: `[B, K]`."""
+    log_p = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+    return tf.reduce_mean(-tf.reduce_sum(tf.exp(log_p) * log_p, axis=1))
+
+
+def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of `model` that has no sublayers (nested models are entered)."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if not layer._flatten_layers(include_self=False, recursive=False)]
+
+
+class TENT(Method):
+    """Entropy minimisation on batch-norm affine parameters. Hyper-parameters: episode (0)."""
+
+    name = "tent"
+    source_views = ()
+    target_views = ("weak",)
+    default_uratio = 2
+    default_lr = 0.001
+
+    def __init__(self, episode: int = 0):
+        if episode < 0:
+            raise UserError(f"--method-arg episode={episode}: give 0 (never reset) or a number of steps")
+        self.episode = episode
+
+    def build(self, model: keras.Model) -> None:
+        """Freezes every layer but batch normalisation (whose gamma/beta stay trainable)."""
+        norms = [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+        if not norms:
+            raise UserError("--method tent trains batch-normalisation layers, and the model has none: "
+                            "use --method shot, or a model with BatchNormalization")
+        for layer in leaf_layers(model):
+            layer.trainable = isinstance(layer, keras.layers.BatchNormalization)
+        self.norm_variables = [v for layer in norms for v in layer.weights]
+        self.initial = [v.numpy() for v in self.norm_variables]  # the --init model's, before any resume
+
+    def loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
+        tgt = batch["target"]
+        logits = model(tgt["weak"], training=True)
+        loss = mean_entropy(logits)
+        logs = {"losses/entropy": loss}
+        if self.monitor_target_labels:
+            labels = tf.argmax(logits, axis=1)
+            logs.update(pseudo_label_monitors(tgt["labels"], labels, tf.ones_like(labels, tf.float32)))
+        return loss, logs
+
+    def callbacks(self, classifier, target, spec) -> list[keras.callbacks.Callback]:
+        return [EpisodicReset(self.norm_variables, self.initial, self.episode)] if self.episode else []
+
+
+class EpisodicReset(keras.callbacks.Callback):
+    """Every `episode` steps, puts `variables` back to `initial` and zeroes their momentum."""
+
+    def __init__(self, variables: list, initial: list, episode: int):
+        super().__init__()
+        self.variables, self.initial, self.episode = variables, initial, episode
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch and batch % self.episode == 0:
+            for variable, value in zip(self.variables, self.initial):
+                variable.assign(value)
+            for slot in self.model.optimizer.variables:
+                if slot.path.endswith("_momentum"):  # SGD's momentum of a trained variable
+                    slot.assign(tf.zeros_like(slot))

@@ -152,3 +152,12 @@ class Method:
     def learning_rate(self, lr: float, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
         """The method's learning-rate schedule (default: AdaMatch/FixMatch cosine decay to lr/4)."""
         return CosineDecayTo(lr, total_steps)
+
+
+class SourceFreeMethod(Method):
+    """A method that adapts an `--init` model from unlabeled target images alone (weak view,
+    `uratio` x `--batch-size` of them per step): no source views, so the feed has no source."""
+
+    source_views: ClassVar[tuple[str, ...]] = ()
+    target_views: ClassVar[tuple[str, ...]] = ("weak",)
+    default_uratio: ClassVar[int] = 2

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from pipelines.errors import UserError
 from pipelines.feeds import preprocessed_batches
-from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors
+from tfuda.methods.base import Logs, SourceFreeMethod, cross_entropy, pseudo_label_monitors
 from tfuda.models import embedding_model
 
 
@@ -93,13 +93,10 @@ class Centroids(keras.layers.Layer):
         self.computed = self.add_weight(shape=(), initializer="zeros", trainable=False, name="computed")
 
 
-class SHOT(Method):
+class SHOT(SourceFreeMethod):
     """Source hypothesis transfer. Hyper-parameters: beta (0.3), interval (100), max_images (4096)."""
 
     name = "shot"
-    source_views = ()
-    target_views = ("weak",)
-    default_uratio = 2
     default_lr = 0.01
 
     def __init__(self, beta: float = 0.3, interval: int = 100, max_images: int = 4096):

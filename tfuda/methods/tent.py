@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from pipelines.errors import UserError
-from tfuda.methods.base import Logs, Method, pseudo_label_monitors
+from tfuda.methods.base import Logs, SourceFreeMethod, pseudo_label_monitors
 
 
 def mean_entropy(logits: tf.Tensor) -> tf.Tensor:
@@ -39,13 +39,10 @@ def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
             if not layer._flatten_layers(include_self=False, recursive=False)]
 
 
-class TENT(Method):
+class TENT(SourceFreeMethod):
     """Entropy minimisation on batch-norm affine parameters. Hyper-parameters: episode (0)."""
 
     name = "tent"
-    source_views = ()
-    target_views = ("weak",)
-    default_uratio = 2
     default_lr = 0.001
 
     def __init__(self, episode: int = 0):

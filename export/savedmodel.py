@@ -84,7 +84,7 @@ def export_data(run, args: argparse.Namespace, size: int, calibrate: bool):
     from pipelines.run_data import RunData
 
     config = run.config()
-    data = RunData({**config, "strict": True} if args.strict else config, run.class_names())
+    data = RunData({**config, "strict": True} if args.strict else config, run.class_names(), f"run '{run.path}'")
     evaluation = data.options.open(args.eval, "--eval") if args.eval else (data.eval_target or data.target)
     images, labels = _images(evaluation, size, args.max_eval_images)
     calibration = None

@@ -55,11 +55,14 @@ class RunData:
         target / source spec, where it has one (`digits-m` -> `digits-m:test`).
     """
 
-    def __init__(self, config: Mapping[str, Any], class_names: Sequence[str] | None = None):
-        """`class_names`: the classes every labeled set must have (default: the source's)."""
+    def __init__(self, config: Mapping[str, Any], class_names: Sequence[str] | None = None,
+                 classes_from: str = "the --init model"):
+        """`class_names`: the classes every labeled set must have (default: the source's), named
+        `classes_from` in error messages."""
         self.config = config
         self.options = OpenOptions.of(config)
         self._class_names = None if class_names is None else tuple(class_names)
+        self._classes_from = classes_from
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -132,7 +135,8 @@ class RunData:
         return self
 
     def _same_classes(self, opened: Source, flag: str) -> Source:
-        reference = SourceInfo(self.config.get("source") or "the --init model", self.class_names, None, (None,) * 3)
+        name = self._classes_from if self._class_names is not None else self.config["source"]
+        reference = SourceInfo(name, self.class_names, None, (None,) * 3)
         check_same_classes(reference, opened.info, flag)
         return opened
 

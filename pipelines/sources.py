@@ -346,7 +346,7 @@ def check_same_classes(train: SourceInfo, other: SourceInfo, flag: str) -> None:
         missing = sorted(set(train.class_names) - set(other.class_names))
         extra = sorted(set(other.class_names) - set(train.class_names))
         raise DataError(
-            f"{flag} '{other.spec}' has classes that differ from the source '{train.spec}' "
+            f"{flag} '{other.spec}' has classes that differ from those of '{train.spec}' "
             f"(missing: {missing or 'none'}, extra: {extra or 'none'}"
             f"{', same names in another order' if not missing and not extra else ''}): "
             "give both the same class subfolders"

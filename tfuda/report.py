@@ -228,8 +228,8 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
     return [
         ("method", _fmt(config.get("method"))),
         ("setting", _fmt(config.get("setting", "uda"))),
-        ("data", _fmt(f"{config.get('source')} -> {config.get('target')}")),
-        ("model", _fmt(config.get("model"))),
+        ("data", _fmt(f"{config.get('source') or '(no source data)'} -> {config.get('target')}")),
+        ("model", _fmt(f"init {config['init']}" if config.get("init") else config.get("model"))),
         ("steps", _fmt(metrics.get("steps"))),
         ("wall time (s)", _fmt(metrics.get("wall_time_s"), 1)),
         ("source accuracy", _fmt(metrics.get("source_accuracy"))),
@@ -308,7 +308,7 @@ def write_report(run_path: str, *, export_report: str | None = None, baseline: s
     run.check_model()
     metrics = run.metrics()
     config = run.config()
-    data = RunData(config, run.class_names())
+    data = RunData(config, run.class_names(), f"run '{run.path}'")
     out = run.path / REPORT_DIR
     out.mkdir(exist_ok=True)
     notes: list[str] = []

@@ -121,6 +121,8 @@ def test_bad_source_free_input(tmp_path, capsys, argv, message):
     assert main([*FAST, *argv, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    if argv[0] in ("--method-arg", "--class-names") or "--init" not in argv:
+        assert not (tmp_path / "r").exists()  # refused before the run directory is written
 
 
 def test_foreign_model_problems_are_named(tmp_path, capsys):

@@ -35,14 +35,16 @@ def use_xla(setting: str) -> bool:
 
 
 def complete_for_method(config: Config, given: set[str]) -> Config:
-    """Fills what depends on the method: its default `lr`; for a source-free method no source
-    (warning when `--source` was given); for `--init RUN` that run's image size.
+    """Checks `method_args` and fills what depends on the method: its default `lr`; for a
+    source-free method no source (warning when `--source` was given); for `--init RUN` that
+    run's image size.
 
     Args:
       config: a validated config.
       given: the fields the user set explicitly (command line or config file).
     """
     method_cls = method_class(config.method)
+    method_cls.parse_args(config.method_args)  # an unknown or ill-typed --method-arg fails before any write
     if config.lr is None:
         config.lr = method_cls.default_lr
     if method_cls.source_free():

@@ -60,13 +60,14 @@ class Config:
     mixed_precision: bool = False
     checkpoint_every: int = 100
     eval_every: int = 500
+    validation_size: int | None = None
     strict: bool = False
     tfds_data_dir: str | None = None
     tfds_download: bool = False
     no_report: bool = False
     strategy: str = "default"
 
-    RESUMABLE = ("steps", "xla", "checkpoint_every", "eval_every", "augment_on", "strict",
+    RESUMABLE = ("steps", "xla", "checkpoint_every", "eval_every", "validation_size", "augment_on", "strict",
                  "tfds_data_dir", "tfds_download", "no_report", "strategy")
     """Fields that `--resume` may change; the others are fixed by the saved config."""
 
@@ -83,8 +84,9 @@ class Config:
 
         for name in ("steps", "batch_size", "image_size", "checkpoint_every", "eval_every"):
             positive(name)
-        if self.uratio is not None:
-            positive("uratio")
+        for name in ("uratio", "validation_size"):
+            if getattr(self, name) is not None:
+                positive(name)
         if self.image_size < 8:
             raise ConfigError(f"--image-size must be at least 8, got {self.image_size}")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):

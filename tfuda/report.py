@@ -109,6 +109,7 @@ CURVE_GROUPS = (
     ("pseudo-label accuracy", lambda tag: "pseudo_label_acc" in tag),
     ("learning rate", lambda tag: tag == "monitors/lr"),
     ("eval accuracy", lambda tag: tag.startswith("eval/")),
+    ("label-free validators (higher is better)", lambda tag: tag.startswith("validators/")),
 )
 
 
@@ -235,6 +236,7 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("source accuracy", _fmt(metrics.get("source_accuracy"))),
         ("target accuracy", _fmt(metrics.get("target_accuracy"))),
         ("target evaluation set", _fmt(metrics.get("eval_target"))),
+        *((f"validator {name}", _fmt(value)) for name, value in (metrics.get("validators") or {}).items()),
         ("status", _fmt(metrics.get("status"))),
     ]
 

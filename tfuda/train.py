@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     run.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints (default {d.checkpoint_every})")
     run.add_argument("--eval-every", type=int, help=f"steps between evaluations (default {d.eval_every})")
+    run.add_argument("--validation-size", type=int, help="unlabeled target images the label-free validators "
+                     "score at each evaluation (default: 1000, or all of a smaller target)")
     run.add_argument("--no-report", action="store_true", help="skip the HTML report at the end (RUN/report/)")
     run.add_argument("--config", help="YAML/JSON file of flag values (underscored keys); flags given here win")
     run.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)

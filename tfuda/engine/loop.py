@@ -132,40 +132,59 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
 
 
 class PeriodicEvaluation(keras.callbacks.Callback):
-    """Every `every` steps and at the end, evaluates the EMA model and logs `eval/<name>_accuracy`.
+    """Every `every` steps and at the end, evaluates the EMA model: `eval/<name>_accuracy` on the
+    labeled evaluation sets and `validators/<name>` without labels.
 
-    `evaluators` maps a name (`target`, `source`) to a function model -> `EvalResult`. The
-    full results of the latest evaluation stay in `latest` (with its step in `latest_step`), so
-    the end of a run reuses them instead of evaluating again.
+    Args:
+      evaluators: name (`target`, `source`) -> function model -> `EvalResult`.
+      validate: model -> {validator name: score} on the unlabeled target sample, or None.
+      every, total_steps: when to evaluate.
+      scalars, progress: where the results are logged.
+
+    The latest results stay in `latest`/`latest_scores` (step in `latest_step`), so the end of
+    a run reuses them instead of evaluating again; `history` has one entry per evaluation.
     """
 
-    def __init__(self, evaluators: dict[str, Callable[[keras.Model], EvalResult]], every: int,
+    def __init__(self, evaluators: dict[str, Callable[[keras.Model], EvalResult]],
+                 validate: Callable[[keras.Model], dict[str, float]] | None, every: int,
                  total_steps: int, scalars: ScalarLogger, progress: ProgressLogger):
         super().__init__()
-        self.evaluators, self.every, self.total_steps = evaluators, every, total_steps
+        self.evaluators, self.validate, self.every, self.total_steps = evaluators, validate, every, total_steps
         self.scalars, self.progress = scalars, progress
         self.history: list[dict[str, float]] = []
         self.latest: dict[str, EvalResult] = {}
+        self.latest_scores: dict[str, float] = {}
         self.latest_step: int | None = None
 
-    def final(self, model: keras.Model, step: int) -> dict[str, EvalResult]:
+    def evaluate(self, model: keras.Model) -> tuple[dict[str, EvalResult], dict[str, float]]:
+        """`(accuracy results by set, validator scores)`; held-out source accuracy counts as the
+        `source_accuracy` validator (it needs no target label)."""
+        results = {name: fn(model) for name, fn in self.evaluators.items()}
+        scores = dict(self.validate(model)) if self.validate else {}
+        if "source" in results:
+            scores["source_accuracy"] = results["source"].accuracy
+        return results, scores
+
+    def final(self, model: keras.Model, step: int) -> tuple[dict[str, EvalResult], dict[str, float]]:
         """The results at `step`: the last evaluation's when it was at `step`, else evaluated now
         (a resume with no steps left to train)."""
         if self.latest_step == step:
-            return self.latest
-        return {name: fn(model) for name, fn in self.evaluators.items()}
+            return self.latest, self.latest_scores
+        return self.evaluate(model)
 
     def on_train_batch_end(self, batch, logs=None):
         step = batch + 1
-        if not self.evaluators or not (step % self.every == 0 or step == self.total_steps):
+        if not (self.evaluators or self.validate) or not (step % self.every == 0 or step == self.total_steps):
             return
-        self.latest = {name: fn(self.model.ema.average) for name, fn in self.evaluators.items()}
+        self.latest, self.latest_scores = self.evaluate(self.model.ema.average)
         self.latest_step = step
         results = {f"eval/{name}_accuracy": result.accuracy for name, result in self.latest.items()}
+        results.update({f"validators/{name}": value for name, value in self.latest_scores.items()})
         self.scalars.write(step, results)
         self.history.append({"step": step, **results})
-        self.progress.message(
-            f"step {step}: " + "  ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in results.items()))
+        accuracy = "  ".join(f"{name}_accuracy {r.accuracy:.4f}" for name, r in self.latest.items())
+        scores = " ".join(f"{name} {value:.3f}" for name, value in self.latest_scores.items())
+        self.progress.message(f"step {step}: {accuracy}" + (f"  | validators: {scores}" if scores else ""))
 
 
 def train_loop(trainer: TrainingModel, feed: tf.data.Dataset, *, start_step: int, total_steps: int,

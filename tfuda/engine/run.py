@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from pipelines.augment import Augment
@@ -25,6 +26,9 @@ from tfuda.methods import Method, method_class
 from tfuda.models import build_model
 from tfuda.models.init import init_class_names, load_init
 from tfuda.rundir import RunDir
+from tfuda.validate.sample import TargetSample, score
+
+DEFAULT_VALIDATION_SIZE = 1000
 
 
 def use_xla(setting: str) -> bool:
@@ -143,8 +147,27 @@ def evaluators(data: RunData, image_size: int) -> dict:
             for name, s in sets.items() if s is not None}
 
 
+def validation(config: Config, data: RunData, target) -> Callable[[keras.Model], dict[str, float]] | None:
+    """model -> label-free validator scores on a fixed sample of the unlabeled target (None
+    without target data). The sample: `--validation-size` images (default 1000, or all of a
+    smaller target) of a `--seed`-ed shuffle of the target training images."""
+    if target is None:
+        return None
+    available = target.info.num_examples
+    if config.validation_size is not None and available is not None and config.validation_size > available:
+        raise ConfigError(f"--validation-size {config.validation_size} is larger than the target "
+                          f"'{target.info.spec}' ({available} images): give at most {available}")
+    size = config.validation_size or min(DEFAULT_VALIDATION_SIZE, available or DEFAULT_VALIDATION_SIZE)
+    sample = TargetSample(target, size, config.image_size, config.seed)
+    prior = None
+    if data.source is not None:
+        counts = np.bincount(data.source.labels(), minlength=len(data.class_names))
+        prior = counts / counts.sum()
+    return lambda model: score(model, sample, prior)
+
+
 def completed_metrics(config: Config, data: RunData, steps: int, wall_time: float,
-                      final: dict[str, EvalResult], history: list[dict]) -> dict:
+                      final: dict[str, EvalResult], validators: dict[str, float], history: list[dict]) -> dict:
     """`metrics.json` of a finished run (see `tfuda.rundir`)."""
     this_task = task()
     target, source = final.get("target"), final.get("source")
@@ -155,6 +178,7 @@ def completed_metrics(config: Config, data: RunData, steps: int, wall_time: floa
         "target_accuracy": target.accuracy if target else None,
         "per_class_target_accuracy": target.per_class if target else None,
         "target_confusion": target.confusion if target else None,
+        "validators": validators,
         "wall_time_s": round(wall_time, 2), "eval_history": history,
         "eval_target": data.eval_target.info.spec if data.eval_target else None,
         "eval_source": data.eval_source.info.spec if data.eval_source else None,
@@ -203,7 +227,9 @@ def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: Te
 
     progress = loop.ProgressLogger(config.steps, stream=stream)
     scalars = loop.ScalarLogger(str(run.logs / "train"))
-    evaluation = loop.PeriodicEvaluation(evaluators(data, config.image_size) if is_chief() else {},
+    chief = is_chief()
+    evaluation = loop.PeriodicEvaluation(evaluators(data, config.image_size) if chief else {},
+                                         validation(config, data, target) if chief else None,
                                          config.eval_every, config.steps, scalars, progress)
     callbacks = [*method.callbacks(trainer.classifier, target, spec), loop.NonFiniteGuard(), progress, scalars,
                  loop.PeriodicCheckpoint(checkpoints, config.checkpoint_every, config.steps), evaluation]
@@ -218,10 +244,10 @@ def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: Te
             "last_checkpoint": checkpoints.latest, "config": config.to_dict()})
         raise
     steps = int(trainer.optimizer.iterations.numpy())
-    if not is_chief():
+    if not chief:
         return {"status": "completed", "steps": steps}
     metrics = completed_metrics(config, data, steps, last.get(loop.WALL_TIME, wall_before),
-                                evaluation.final(trainer.ema.average, steps), evaluation.history)
+                                *evaluation.final(trainer.ema.average, steps), evaluation.history)
     save_model_atomic(trainer.ema.average, run.model_file)
     write_json_atomic(run.class_names_file, class_names)
     write_json_atomic(run.metrics_file, metrics)

@@ -1,0 +1,69 @@
+"""Label-free validators on hand-computed values, and in every run's metrics."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tfuda.validate import VALIDATORS
+from tfuda.validate.balance import class_balance
+from tfuda.validate.bnm import bnm
+from tfuda.validate.entropy import neg_entropy
+from tfuda.validate.im import information_maximisation
+from tfuda.validate.snd import snd
+
+CONFIDENT_DIVERSE = np.array([[1.0, 0.0], [0.0, 1.0]])
+UNSURE = np.array([[0.5, 0.5], [0.5, 0.5]])
+COLLAPSED = np.array([[1.0, 0.0], [1.0, 0.0]])
+
+
+def test_entropy_and_information_maximisation_by_hand():
+    assert neg_entropy(CONFIDENT_DIVERSE) == pytest.approx(0.0, abs=1e-9)
+    assert neg_entropy(UNSURE) == pytest.approx(-math.log(2))
+    assert information_maximisation(CONFIDENT_DIVERSE) == pytest.approx(math.log(2))  # H(mean) - 0
+    assert information_maximisation(UNSURE) == pytest.approx(0.0, abs=1e-9)  # log 2 - log 2
+    assert information_maximisation(COLLAPSED) == pytest.approx(0.0, abs=1e-9)  # confident, one class
+    assert neg_entropy(COLLAPSED) == pytest.approx(0.0, abs=1e-9)  # entropy alone cannot see collapse
+
+
+def test_bnm_by_hand():
+    assert bnm(CONFIDENT_DIVERSE) == pytest.approx(1.0)  # singular values 1, 1; / N = 2
+    assert bnm(COLLAPSED) == pytest.approx(math.sqrt(2) / 2)  # rank 1: one singular value sqrt 2
+    assert bnm(UNSURE) == pytest.approx(0.5)  # rank 1: singular value 1
+
+
+def test_class_balance_by_hand():
+    assert class_balance(CONFIDENT_DIVERSE) == pytest.approx(0.0, abs=1e-9)
+    # mean (1, 0) against a uniform prior: -KL = -(1 * log(1 / 0.5)) = -log 2
+    assert class_balance(COLLAPSED) == pytest.approx(-math.log(2), abs=1e-6)
+    assert class_balance(COLLAPSED, prior=np.array([0.9, 0.1])) == pytest.approx(math.log(0.9), abs=1e-6)
+
+
+def test_snd_by_hand():
+    # Three images: two identical, one orthogonal. Image 0's neighbours: image 1 (cos 1) and
+    # image 2 (cos 0); softmax over (1/T, 0) with T = 0.5 -> entropy of (e^2, 1)/(e^2 + 1).
+    features = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    p = np.array([math.e**2, 1.0]) / (math.e**2 + 1)
+    h01 = -(p * np.log(p)).sum()
+    expected = (h01 + h01 + math.log(2)) / 3  # image 2 sees both at cos 0: uniform over two
+    assert snd(None, features, temperature=0.5) == pytest.approx(expected, rel=1e-6)
+
+
+def test_every_run_reports_validators_at_each_evaluation(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert set(metrics["validators"]) == {*VALIDATORS, "source_accuracy"}
+    for entry in metrics["eval_history"]:
+        assert {f"validators/{name}" for name in VALIDATORS} <= set(entry)
+    last = metrics["eval_history"][-1]
+    assert metrics["validators"]["im"] == pytest.approx(last["validators/im"])
+    assert metrics["validators"]["source_accuracy"] == pytest.approx(metrics["source_accuracy"])
+
+
+def test_validation_sample_larger_than_the_target_is_refused(tmp_path, capsys):
+    from tfuda.train import main
+
+    assert main(["--steps", "1", "--batch-size", "4", "--validation-size", "100000", "--out",
+                 str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--validation-size 100000 is larger than the target 'digits-m'" in err and "Traceback" not in err

@@ -1,0 +1,50 @@
+"""The fixed target sample validators score, and scoring a model on it."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipelines.feeds import preprocessed_batches
+from pipelines.sources import Source
+from tfuda.models import embedding_model
+from tfuda.validate import VALIDATORS
+
+BATCH = 256
+
+
+class TargetSample:
+    """The first `size` images of a seeded shuffle of the unlabeled target, preprocessed once.
+
+    The same images at every evaluation of a run (and in every run with the same data and
+    seed), so scores are comparable across steps and runs. Their labels are not kept.
+    """
+
+    def __init__(self, target: Source, size: int, image_size: int, seed: int):
+        batches = preprocessed_batches(target, BATCH, image_size, shuffle_seed=seed)
+        images = [x.numpy() for x, _ in batches.take(-(-size // BATCH))]
+        self.images = np.concatenate(images)[:size]
+
+    def outputs(self, model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
+        """`(probabilities [N, K], penultimate features [N, D])` of `model`, batched in graph mode."""
+        features_model = embedding_model(model)
+        infer = tf.function(lambda x: features_model(tf.cast(x, tf.float32), training=False))
+        features, probs = [], []
+        for start in range(0, len(self.images), BATCH):
+            embedding, logits = infer(self.images[start:start + BATCH])
+            features.append(np.asarray(embedding, np.float32))
+            probs.append(tf.nn.softmax(tf.cast(logits, tf.float32)).numpy())
+        return np.concatenate(probs), np.concatenate(features)
+
+
+def score(model: keras.Model, sample: TargetSample, prior: np.ndarray | None = None) -> dict[str, float]:
+    """Every validator of `tfuda.validate.VALIDATORS` on `sample`: {name: score, higher is better}.
+
+    Args:
+      model: the classifier (with `embedding` and `logits` layers).
+      sample: the target sample.
+      prior: source class proportions `[K]` for `class_balance` (uniform when None).
+    """
+    probs, features = sample.outputs(model)
+    return {name: fn(probs=probs, features=features, prior=prior) for name, fn in VALIDATORS.items()}

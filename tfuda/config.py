@@ -19,6 +19,7 @@ SETTINGS = ("uda", "ssl", "ssda")
 DEFAULT_TARGET = "digits-m"
 AUGMENT_ON_CHOICES = ("data", "device")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+ON_COLLAPSE = ("warn", "stop")
 """`--strategy` names (see `tfuda.engine.distribute`)."""
 
 
@@ -61,13 +62,14 @@ class Config:
     checkpoint_every: int = 100
     eval_every: int = 500
     validation_size: int | None = None
+    on_collapse: str = "warn"
     strict: bool = False
     tfds_data_dir: str | None = None
     tfds_download: bool = False
     no_report: bool = False
     strategy: str = "default"
 
-    RESUMABLE = ("steps", "xla", "checkpoint_every", "eval_every", "validation_size", "augment_on", "strict",
+    RESUMABLE = ("steps", "xla", "checkpoint_every", "eval_every", "validation_size", "on_collapse", "augment_on", "strict",
                  "tfds_data_dir", "tfds_download", "no_report", "strategy")
     """Fields that `--resume` may change; the others are fixed by the saved config."""
 
@@ -97,6 +99,8 @@ class Config:
             raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay!r}")
         if self.xla not in XLA_CHOICES:
             raise ConfigError(f"--xla must be one of {', '.join(XLA_CHOICES)}, got {self.xla!r}")
+        if self.on_collapse not in ON_COLLAPSE:
+            raise ConfigError(f"--on-collapse must be one of {', '.join(ON_COLLAPSE)}, got {self.on_collapse!r}")
         if self.augment_on not in AUGMENT_ON_CHOICES:
             raise ConfigError(f"--augment-on must be one of {', '.join(AUGMENT_ON_CHOICES)}, got {self.augment_on!r}")
         if self.strategy not in STRATEGIES:

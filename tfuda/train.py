@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tfuda.atomic import write_json_atomic
 from tfuda.cli import VERBOSE_HELP, command, run_command
-from tfuda.config import (AUGMENT_ON_CHOICES, SETTINGS, STRATEGIES, XLA_CHOICES, Config, ConfigError,
+from tfuda.config import (AUGMENT_ON_CHOICES, ON_COLLAPSE, SETTINGS, STRATEGIES, XLA_CHOICES, Config, ConfigError,
                           read_config_file, resolve)
 from tfuda.rundir import RunDir
 
@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-every", type=int, help=f"steps between evaluations (default {d.eval_every})")
     run.add_argument("--validation-size", type=int, help="unlabeled target images the label-free validators "
                      "score at each evaluation (default: 1000, or all of a smaller target)")
+    run.add_argument("--on-collapse", choices=ON_COLLAPSE, help="when the target predictions collapse onto few "
+                     "classes (README 'Know without target labels'): warn (default) or stop training")
     run.add_argument("--no-report", action="store_true", help="skip the HTML report at the end (RUN/report/)")
     run.add_argument("--config", help="YAML/JSON file of flag values (underscored keys); flags given here win")
     run.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
@@ -147,13 +149,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         from tfuda.engine.distribute import is_chief
-        from tfuda.engine.loop import NonFiniteLoss
+        from tfuda.engine.loop import Collapsed, NonFiniteLoss
         from tfuda.engine.run import train_run
 
         config, run, resume_from = prepare_run(vars(args))
         try:
             train_run(config, run, resume_from=resume_from)
-        except NonFiniteLoss as err:
+        except (NonFiniteLoss, Collapsed) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
         finally:

@@ -67,3 +67,46 @@ def test_validation_sample_larger_than_the_target_is_refused(tmp_path, capsys):
                  str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "--validation-size 100000 is larger than the target 'digits-m'" in err and "Traceback" not in err
+
+
+def test_concentration_and_the_alarm_by_hand():
+    from tfuda.validate.alarm import MAX_SHARE_RATIO, MIN_SPREAD, collapse_alarm, concentration
+
+    spread_out = np.eye(4)[[0, 1, 2, 3, 0, 1, 2, 3]]
+    spread, ratio, crowded = concentration(spread_out)
+    assert spread == pytest.approx(1.0) and ratio == pytest.approx(1.0) and crowded == []
+    assert collapse_alarm(spread_out, None, list("abcd")) is None
+    piled = np.eye(4)[[2] * 7 + [0]]  # class 'c' takes 7/8 against a 1/4 share: 3.5x
+    spread, ratio, crowded = concentration(piled)
+    assert ratio == pytest.approx(3.5) and crowded == []  # below the share alarm ...
+    mean = np.array([1 / 8, 0, 7 / 8, 0])
+    expected = -(mean[mean > 0] * np.log(mean[mean > 0])).sum() / math.log(4)
+    assert spread == pytest.approx(expected) and spread < MIN_SPREAD  # ... but far too concentrated
+    message = collapse_alarm(piled, None, list("abcd"))
+    assert "'c' 88%" in message
+    # Against a prior where 'c' is rare, its share is MAX_SHARE_RATIO-times too high by itself.
+    _, ratio, crowded = concentration(piled, np.array([0.3, 0.3, 0.1, 0.3]))
+    assert ratio > MAX_SHARE_RATIO and crowded == [2]
+
+
+@pytest.mark.parametrize("on_collapse", ["warn", "stop"])
+def test_the_collapse_alarm_warns_or_stops(tmp_path, capsys, monkeypatch, on_collapse):
+    import tensorflow as tf
+
+    from tfuda.engine import run as run_module
+    from tfuda.train import main
+
+    monkeypatch.setattr(run_module, "collapse_alarm", lambda probs, prior, names: f"onto '{names[3]}' (forced)")
+    out = tmp_path / "run"
+    status = main(["--steps", "4", "--batch-size", "4", "--eval-every", "2", "--checkpoint-every", "2",
+                   "--no-report", "--on-collapse", on_collapse, "--out", str(out)])
+    captured = capsys.readouterr()
+    assert "warning: collapse alarm at step 2: onto '3' (forced)" in captured.out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["alarms"][0] == {"step": 2, "message": "onto '3' (forced)"}
+    if on_collapse == "warn":
+        assert status == 0 and metrics["status"] == "completed" and len(metrics["alarms"]) == 2
+    else:
+        assert status == 1 and metrics["status"] == "collapsed" and "--on-collapse stop" in captured.err
+        assert tf.train.latest_checkpoint(str(out / "checkpoints")) is None  # step 2 was never saved
+        assert not (out / "model.keras").exists()

@@ -110,6 +110,15 @@ class ScalarLogger(keras.callbacks.Callback):
         self.writer.close()
 
 
+class Collapsed(RuntimeError):
+    """The collapse alarm fired under `--on-collapse stop`."""
+
+    def __init__(self, step: int, message: str):
+        super().__init__(f"step {step}: {message}; training stopped (--on-collapse stop), the checkpoints "
+                         "before this evaluation are kept")
+        self.step = step
+
+
 class NonFiniteGuard(keras.callbacks.Callback):
     """Raises `NonFiniteLoss` on the first step whose loss is NaN or infinite."""
 
@@ -137,20 +146,25 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
     Args:
       evaluators: name (`target`, `source`) -> function model -> `EvalResult`.
-      validate: model -> {validator name: score} on the unlabeled target sample, or None.
+      validate: model -> ({validator name: score}, collapse alarm or None) on the unlabeled
+        target sample, or None.
       every, total_steps: when to evaluate.
       scalars, progress: where the results are logged.
+      on_collapse: `warn` (print a warning, record it in `alarms`) or `stop` (also raise
+        `Collapsed`).
 
     The latest results stay in `latest`/`latest_scores` (step in `latest_step`), so the end of
     a run reuses them instead of evaluating again; `history` has one entry per evaluation.
     """
 
-    def __init__(self, evaluators: dict[str, Callable[[keras.Model], EvalResult]],
-                 validate: Callable[[keras.Model], dict[str, float]] | None, every: int,
-                 total_steps: int, scalars: ScalarLogger, progress: ProgressLogger):
+    def __init__(self, evaluators: dict[str, Callable[[keras.Model], EvalResult]], validate: Callable | None,
+                 every: int, total_steps: int, scalars: ScalarLogger, progress: ProgressLogger,
+                 on_collapse: str = "warn"):
         super().__init__()
         self.evaluators, self.validate, self.every, self.total_steps = evaluators, validate, every, total_steps
-        self.scalars, self.progress = scalars, progress
+        self.scalars, self.progress, self.on_collapse = scalars, progress, on_collapse
+        self.alarms: list[dict] = []
+        self.alarm: str | None = None
         self.history: list[dict[str, float]] = []
         self.latest: dict[str, EvalResult] = {}
         self.latest_scores: dict[str, float] = {}
@@ -160,7 +174,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         """`(accuracy results by set, validator scores)`; held-out source accuracy counts as the
         `source_accuracy` validator (it needs no target label)."""
         results = {name: fn(model) for name, fn in self.evaluators.items()}
-        scores = dict(self.validate(model)) if self.validate else {}
+        scores, self.alarm = self.validate(model) if self.validate else ({}, None)
         if "source" in results:
             scores["source_accuracy"] = results["source"].accuracy
         return results, scores
@@ -185,6 +199,11 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         accuracy = "  ".join(f"{name}_accuracy {r.accuracy:.4f}" for name, r in self.latest.items())
         scores = " ".join(f"{name} {value:.3f}" for name, value in self.latest_scores.items())
         self.progress.message(f"step {step}: {accuracy}" + (f"  | validators: {scores}" if scores else ""))
+        if self.alarm:
+            self.alarms.append({"step": step, "message": self.alarm})
+            self.progress.message(f"warning: collapse alarm at step {step}: {self.alarm}")
+            if self.on_collapse == "stop":
+                raise Collapsed(step, self.alarm)
 
 
 def train_loop(trainer: TrainingModel, feed: tf.data.Dataset, *, start_step: int, total_steps: int,

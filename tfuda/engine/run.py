@@ -26,6 +26,7 @@ from tfuda.methods import Method, method_class
 from tfuda.models import build_model
 from tfuda.models.init import init_class_names, load_init
 from tfuda.rundir import RunDir
+from tfuda.validate.alarm import collapse_alarm
 from tfuda.validate.sample import TargetSample, score
 
 DEFAULT_VALIDATION_SIZE = 1000
@@ -147,10 +148,10 @@ def evaluators(data: RunData, image_size: int) -> dict:
             for name, s in sets.items() if s is not None}
 
 
-def validation(config: Config, data: RunData, target) -> Callable[[keras.Model], dict[str, float]] | None:
-    """model -> label-free validator scores on a fixed sample of the unlabeled target (None
-    without target data). The sample: `--validation-size` images (default 1000, or all of a
-    smaller target) of a `--seed`-ed shuffle of the target training images."""
+def validation(config: Config, data: RunData, target) -> Callable | None:
+    """model -> (label-free validator scores, collapse alarm or None) on a fixed sample of the
+    unlabeled target (None without target data). The sample: `--validation-size` images (default
+    1000, or all of a smaller target) of a `--seed`-ed shuffle of the target training images."""
     if target is None:
         return None
     available = target.info.num_examples
@@ -163,7 +164,13 @@ def validation(config: Config, data: RunData, target) -> Callable[[keras.Model],
     if data.source is not None:
         counts = np.bincount(data.source.labels(), minlength=len(data.class_names))
         prior = counts / counts.sum()
-    return lambda model: score(model, sample, prior)
+    names = list(data.class_names)
+
+    def validate(model: keras.Model) -> tuple[dict[str, float], str | None]:
+        probs, features = sample.outputs(model)
+        return score(probs, features, prior), collapse_alarm(probs, prior, names)
+
+    return validate
 
 
 def completed_metrics(config: Config, data: RunData, steps: int, wall_time: float,
@@ -199,6 +206,7 @@ def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None,
     Raises:
       UserError: bad data or settings.
       loop.NonFiniteLoss: the loss went NaN/inf (metrics.json then says `failed`).
+      loop.Collapsed: the collapse alarm fired under `--on-collapse stop` (`collapsed`).
     """
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
@@ -230,24 +238,28 @@ def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: Te
     chief = is_chief()
     evaluation = loop.PeriodicEvaluation(evaluators(data, config.image_size) if chief else {},
                                          validation(config, data, target) if chief else None,
-                                         config.eval_every, config.steps, scalars, progress)
+                                         config.eval_every, config.steps, scalars, progress, config.on_collapse)
+    # The evaluation runs before the checkpoint of its step, so a collapse that stops the run is
+    # never checkpointed.
     callbacks = [*method.callbacks(trainer.classifier, target, spec), loop.NonFiniteGuard(), progress, scalars,
-                 loop.PeriodicCheckpoint(checkpoints, config.checkpoint_every, config.steps), evaluation]
+                 evaluation, loop.PeriodicCheckpoint(checkpoints, config.checkpoint_every, config.steps)]
     feed = split_for_replicas(
         make_feed(data.source, target, spec, start_step=start_step, target_labeled=data.target_labeled), strategy)
     try:
         last = loop.train_loop(trainer, feed, start_step=start_step, total_steps=config.steps,
                                callbacks=callbacks, wall_time_before=wall_before)
-    except loop.NonFiniteLoss as err:
+    except (loop.NonFiniteLoss, loop.Collapsed) as err:
         write_json_atomic(run.metrics_file, {
-            "status": "failed", "error": str(err), "steps": err.step,
-            "last_checkpoint": checkpoints.latest, "config": config.to_dict()})
+            "status": "collapsed" if isinstance(err, loop.Collapsed) else "failed", "error": str(err),
+            "steps": err.step, "last_checkpoint": checkpoints.latest, "alarms": evaluation.alarms,
+            "eval_history": evaluation.history, "config": config.to_dict()})
         raise
     steps = int(trainer.optimizer.iterations.numpy())
     if not chief:
         return {"status": "completed", "steps": steps}
     metrics = completed_metrics(config, data, steps, last.get(loop.WALL_TIME, wall_before),
                                 *evaluation.final(trainer.ema.average, steps), evaluation.history)
+    metrics["alarms"] = evaluation.alarms
     save_model_atomic(trainer.ema.average, run.model_file)
     write_json_atomic(run.class_names_file, class_names)
     write_json_atomic(run.metrics_file, metrics)

@@ -38,13 +38,11 @@ class TargetSample:
         return np.concatenate(probs), np.concatenate(features)
 
 
-def score(model: keras.Model, sample: TargetSample, prior: np.ndarray | None = None) -> dict[str, float]:
-    """Every validator of `tfuda.validate.VALIDATORS` on `sample`: {name: score, higher is better}.
+def score(probs: np.ndarray, features: np.ndarray, prior: np.ndarray | None = None) -> dict[str, float]:
+    """Every validator of `tfuda.validate.VALIDATORS`: {name: score, higher is better}.
 
     Args:
-      model: the classifier (with `embedding` and `logits` layers).
-      sample: the target sample.
+      probs, features: `TargetSample.outputs` of a model.
       prior: source class proportions `[K]` for `class_balance` (uniform when None).
     """
-    probs, features = sample.outputs(model)
     return {name: fn(probs=probs, features=features, prior=prior) for name, fn in VALIDATORS.items()}

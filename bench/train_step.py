@@ -34,15 +34,15 @@ SIZE = 32
 
 def ms_per_step(method, batch: dict, model_name: str, steps: int, xla: bool) -> float:
     keras.utils.set_random_seed(0)
-    adapter = TrainingModel(build_model(model_name, 10, SIZE), method, total_steps=1000)
-    adapter.compile(optimizer=make_optimizer(method.learning_rate(0.03, 1000)), jit_compile=xla)
-    adapter.make_train_function()
+    trainer = TrainingModel(build_model(model_name, 10, SIZE), method, total_steps=1000)
+    trainer.compile(optimizer=make_optimizer(method.learning_rate(0.03, 1000)), jit_compile=xla)
+    trainer.make_train_function()
     iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
     for _ in range(3):
-        adapter.train_function(iterator)["loss"].numpy()
+        trainer.train_function(iterator)["loss"].numpy()
     start = time.perf_counter()
     for _ in range(steps):
-        logs = adapter.train_function(iterator)
+        logs = trainer.train_function(iterator)
     logs["loss"].numpy()
     return (time.perf_counter() - start) / steps * 1000
 

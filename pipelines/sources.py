@@ -87,7 +87,7 @@ class Source:
 
     def labels(self) -> np.ndarray:
         """int64 `[N]` labels in source order (-1 where unlabeled)."""
-        return np.fromiter((y for _, y in self.dataset().map(lambda x, y: y).as_numpy_iterator()), np.int64)
+        return np.fromiter(self.dataset().map(lambda x, y: y).as_numpy_iterator(), np.int64)
 
     def subset(self, indices: Sequence[int], spec: str) -> "Source":
         """The examples at `indices` (source order), as a new source named `spec`."""

@@ -116,6 +116,9 @@ def test_tfds_with_mock_data():
     assert info.class_names == tuple(str(i) for i in range(10))
     assert info.image_shape == (28, 28, 1) and info.labeled
     assert len(items) == 12 and items[0][0].dtype == np.uint8 and items[0][1].dtype == np.int64
+    with tfds.testing.mock_data(num_examples=12):
+        labels = open_source("tfds:mnist:test").labels()  # the generic path (SSL carving, class priors)
+    assert labels.dtype == np.int64 and labels.shape == (12,) and labels.min() >= 0
 
 
 def test_tfds_not_prepared_says_how_to_prepare(tmp_path):

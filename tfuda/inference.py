@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from pipelines.feeds import preprocessed_batches
 from pipelines.sources import Source
+from tfuda.models import embedding_model
 
 EVAL_BATCH = 256
 
@@ -25,6 +26,26 @@ def probabilities_fn(model: keras.Model):
             lambda x: tf.nn.softmax(tf.cast(model(tf.cast(x, tf.float32), training=False), tf.float32)),
             input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.uint8)])
     return _INFER[model]
+
+
+_FEATURES: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = (
+    weakref.WeakKeyDictionary())
+
+
+def features_fn(model: keras.Model):
+    """A `tf.function` (traced once per model): uint8 `[B, S, S, 3]` -> `(penultimate features
+    float32 [B, D], probabilities float32 [B, K])`, in inference mode. The model needs the
+    `embedding` and `logits` layers of `tfuda.models`."""
+    if model not in _FEATURES:
+        features_model = embedding_model(model)
+
+        def features(x):
+            embedding, logits = features_model(tf.cast(x, tf.float32), training=False)
+            return tf.cast(embedding, tf.float32), tf.nn.softmax(tf.cast(logits, tf.float32))
+
+        _FEATURES[model] = tf.function(features, input_signature=[
+            tf.TensorSpec([None, *model.input_shape[1:]], tf.uint8)])
+    return _FEATURES[model]
 
 
 def predict_source(model: keras.Model, source: Source, image_size: int,

@@ -33,6 +33,7 @@ import tensorflow as tf
 from pipelines.errors import UserError
 from pipelines.feeds import preprocessed_batches
 from tfuda.methods.base import Logs, SourceFreeMethod, cross_entropy, pseudo_label_monitors
+from tfuda.inference import features_fn
 from tfuda.models import embedding_model
 
 
@@ -130,17 +131,17 @@ class SHOT(SourceFreeMethod):
         return entropy - diversity + self.beta * loss_pseudo, logs
 
     def callbacks(self, classifier, target, spec) -> list[keras.callbacks.Callback]:
-        return [RecomputeCentroids(self, target, spec)]
+        return [RecomputeCentroids(self, classifier, target, spec)]
 
-    def recompute(self, target, spec) -> None:
+    def recompute(self, classifier: keras.Model, target, spec) -> None:
         """Clusters up to `max_images` target images (a seeded sample) with the current model."""
-        infer = tf.function(lambda x: self.features(tf.cast(x, tf.float32), training=False))
+        infer = features_fn(classifier)
         batches = preprocessed_batches(target, 256, spec.image_size, shuffle_seed=spec.seed)
         features, probs = [], []
         for images, _ in batches.take(math.ceil(self.max_images / 256)):
-            embedding, logits = infer(images)
+            embedding, probabilities = infer(images)
             features.append(embedding.numpy())
-            probs.append(tf.nn.softmax(tf.cast(logits, tf.float32)).numpy())
+            probs.append(probabilities.numpy())
         features, probs = np.concatenate(features)[:self.max_images], np.concatenate(probs)[:self.max_images]
         centroids, valid = shot_centroids(tf.constant(features), tf.constant(probs))
         self.state.centroids.assign(centroids)
@@ -151,10 +152,10 @@ class SHOT(SourceFreeMethod):
 class RecomputeCentroids(keras.callbacks.Callback):
     """Before step 0, every `interval` steps, and after a resume without saved centroids."""
 
-    def __init__(self, method: SHOT, target, spec):
+    def __init__(self, method: SHOT, classifier: keras.Model, target, spec):
         super().__init__()
-        self.method, self.target, self.spec = method, target, spec
+        self.method, self.classifier, self.target, self.spec = method, classifier, target, spec
 
     def on_train_batch_begin(self, batch, logs=None):
         if batch % self.method.interval == 0 or float(self.method.state.computed.numpy()) == 0.0:
-            self.method.recompute(self.target, self.spec)
+            self.method.recompute(self.classifier, self.target, self.spec)

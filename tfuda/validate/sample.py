@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from pipelines.feeds import preprocessed_batches
 from pipelines.sources import Source
-from tfuda.models import embedding_model
+from tfuda.inference import features_fn
 from tfuda.validate import VALIDATORS
 
 BATCH = 256
@@ -28,13 +27,12 @@ class TargetSample:
 
     def outputs(self, model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
         """`(probabilities [N, K], penultimate features [N, D])` of `model`, batched in graph mode."""
-        features_model = embedding_model(model)
-        infer = tf.function(lambda x: features_model(tf.cast(x, tf.float32), training=False))
+        infer = features_fn(model)
         features, probs = [], []
         for start in range(0, len(self.images), BATCH):
-            embedding, logits = infer(self.images[start:start + BATCH])
-            features.append(np.asarray(embedding, np.float32))
-            probs.append(tf.nn.softmax(tf.cast(logits, tf.float32)).numpy())
+            embedding, probabilities = infer(self.images[start:start + BATCH])
+            features.append(embedding.numpy())
+            probs.append(probabilities.numpy())
         return np.concatenate(probs), np.concatenate(features)
 
 

@@ -23,6 +23,7 @@ S = argparse.SUPPRESS
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: one `add_argument` per flag, grouped (long because the flags are many)."""
     from tfuda.methods import METHODS
 
     d = Config()

@@ -217,6 +217,7 @@ def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None,
 
 
 def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: TextIO) -> dict:
+    """The run's stages in order, each a named call (52 lines: the list of stages is the point)."""
     strategy = make_strategy(config.strategy)  # first: multi-worker needs it before other ops
     replicas = strategy.num_replicas_in_sync
     method_cls = method_class(config.method)

@@ -164,33 +164,32 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         self.evaluators, self.validate, self.every, self.total_steps = evaluators, validate, every, total_steps
         self.scalars, self.progress, self.on_collapse = scalars, progress, on_collapse
         self.alarms: list[dict] = []
-        self.alarm: str | None = None
         self.history: list[dict[str, float]] = []
         self.latest: dict[str, EvalResult] = {}
         self.latest_scores: dict[str, float] = {}
         self.latest_step: int | None = None
 
-    def evaluate(self, model: keras.Model) -> tuple[dict[str, EvalResult], dict[str, float]]:
-        """`(accuracy results by set, validator scores)`; held-out source accuracy counts as the
-        `source_accuracy` validator (it needs no target label)."""
+    def evaluate(self, model: keras.Model) -> tuple[dict[str, EvalResult], dict[str, float], str | None]:
+        """`(accuracy results by set, validator scores, collapse alarm or None)`; held-out source
+        accuracy counts as the `source_accuracy` validator (it needs no target label)."""
         results = {name: fn(model) for name, fn in self.evaluators.items()}
-        scores, self.alarm = self.validate(model) if self.validate else ({}, None)
+        scores, alarm = self.validate(model) if self.validate else ({}, None)
         if "source" in results:
             scores["source_accuracy"] = results["source"].accuracy
-        return results, scores
+        return results, scores, alarm
 
     def final(self, model: keras.Model, step: int) -> tuple[dict[str, EvalResult], dict[str, float]]:
         """The results at `step`: the last evaluation's when it was at `step`, else evaluated now
         (a resume with no steps left to train)."""
         if self.latest_step == step:
             return self.latest, self.latest_scores
-        return self.evaluate(model)
+        return self.evaluate(model)[:2]
 
     def on_train_batch_end(self, batch, logs=None):
         step = batch + 1
         if not (self.evaluators or self.validate) or not (step % self.every == 0 or step == self.total_steps):
             return
-        self.latest, self.latest_scores = self.evaluate(self.model.ema.average)
+        self.latest, self.latest_scores, alarm = self.evaluate(self.model.ema.average)
         self.latest_step = step
         results = {f"eval/{name}_accuracy": result.accuracy for name, result in self.latest.items()}
         results.update({f"validators/{name}": value for name, value in self.latest_scores.items()})
@@ -199,11 +198,11 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         accuracy = "  ".join(f"{name}_accuracy {r.accuracy:.4f}" for name, r in self.latest.items())
         scores = " ".join(f"{name} {value:.3f}" for name, value in self.latest_scores.items())
         self.progress.message(f"step {step}: {accuracy}" + (f"  | validators: {scores}" if scores else ""))
-        if self.alarm:
-            self.alarms.append({"step": step, "message": self.alarm})
-            self.progress.message(f"warning: collapse alarm at step {step}: {self.alarm}")
+        if alarm:
+            self.alarms.append({"step": step, "message": alarm})
+            self.progress.message(f"warning: collapse alarm at step {step}: {alarm}")
             if self.on_collapse == "stop":
-                raise Collapsed(step, self.alarm)
+                raise Collapsed(step, alarm)
 
 
 def train_loop(trainer: TrainingModel, feed: tf.data.Dataset, *, start_step: int, total_steps: int,

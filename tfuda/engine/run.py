@@ -174,7 +174,8 @@ def validation(config: Config, data: RunData, target) -> Callable | None:
 
 
 def completed_metrics(config: Config, data: RunData, steps: int, wall_time: float,
-                      final: dict[str, EvalResult], validators: dict[str, float], history: list[dict]) -> dict:
+                      final: dict[str, EvalResult], validators: dict[str, float], history: list[dict],
+                      alarms: list[dict]) -> dict:
     """`metrics.json` of a finished run (see `tfuda.rundir`)."""
     this_task = task()
     target, source = final.get("target"), final.get("source")
@@ -185,7 +186,7 @@ def completed_metrics(config: Config, data: RunData, steps: int, wall_time: floa
         "target_accuracy": target.accuracy if target else None,
         "per_class_target_accuracy": target.per_class if target else None,
         "target_confusion": target.confusion if target else None,
-        "validators": validators,
+        "validators": validators, "alarms": alarms,
         "wall_time_s": round(wall_time, 2), "eval_history": history,
         "eval_target": data.eval_target.info.spec if data.eval_target else None,
         "eval_source": data.eval_source.info.spec if data.eval_source else None,
@@ -259,8 +260,7 @@ def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: Te
     if not chief:
         return {"status": "completed", "steps": steps}
     metrics = completed_metrics(config, data, steps, last.get(loop.WALL_TIME, wall_before),
-                                *evaluation.final(trainer.ema.average, steps), evaluation.history)
-    metrics["alarms"] = evaluation.alarms
+                                *evaluation.final(trainer.ema.average, steps), evaluation.history, evaluation.alarms)
     save_model_atomic(trainer.ema.average, run.model_file)
     write_json_atomic(run.class_names_file, class_names)
     write_json_atomic(run.metrics_file, metrics)

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from pipelines.augment import unit_uniform
 from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
+from tfuda.models.common import batch_norm_layers
 
 
 def align_distribution(p_target: tf.Tensor, p_source: tf.Tensor, eps: float = 1e-6) -> tf.Tensor:
@@ -55,9 +56,7 @@ def interpolate_logits(joint: tf.Tensor, source_only: tf.Tensor, seed: tf.Tensor
 
 def batch_norm_statistics(model: keras.Model) -> list:
     """The moving means and variances of every batch-norm layer of `model` (nested ones included)."""
-    return [variable for layer in model._flatten_layers(include_self=False, recursive=True)
-            if isinstance(layer, keras.layers.BatchNormalization)
-            for variable in (layer.moving_mean, layer.moving_variance)]
+    return [variable for layer in batch_norm_layers(model) for variable in (layer.moving_mean, layer.moving_variance)]
 
 
 def source_only_logits(model: keras.Model, images: tf.Tensor) -> tf.Tensor:

@@ -25,18 +25,13 @@ import tensorflow as tf
 
 from pipelines.errors import UserError
 from tfuda.methods.base import Logs, SourceFreeMethod, pseudo_label_monitors
+from tfuda.models.common import batch_norm_layers, leaf_layers
 
 
 def mean_entropy(logits: tf.Tensor) -> tf.Tensor:
     """Mean over the batch of the Shannon entropy (nats) of softmax(logits). logits: `[B, K]`."""
     log_p = tf.nn.log_softmax(tf.cast(logits, tf.float32))
     return tf.reduce_mean(-tf.reduce_sum(tf.exp(log_p) * log_p, axis=1))
-
-
-def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer of `model` that has no sublayers (nested models are entered)."""
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-            if not layer._flatten_layers(include_self=False, recursive=False)]
 
 
 class TENT(SourceFreeMethod):
@@ -52,7 +47,7 @@ class TENT(SourceFreeMethod):
 
     def build(self, model: keras.Model) -> None:
         """Freezes every layer but batch normalisation (whose gamma/beta stay trainable)."""
-        norms = [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+        norms = batch_norm_layers(model)
         if not norms:
             raise UserError("--method tent trains batch-normalisation layers, and the model has none: "
                             "use --method shot, or a model with BatchNormalization")

@@ -25,3 +25,15 @@ def classifier(inputs: keras.KerasTensor, features: keras.KerasTensor, num_class
     logits = keras.layers.Dense(num_classes, name=LOGITS, dtype="float32",
                                 kernel_initializer="glorot_normal")(embedding)
     return keras.Model(inputs, logits, name=name)
+
+
+def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of `model` that has no sublayers (nested models, e.g. a Keras Applications
+    backbone, are entered)."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if not layer._flatten_layers(include_self=False, recursive=False)]
+
+
+def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """The batch-normalisation layers of `model`, nested ones included."""
+    return [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]

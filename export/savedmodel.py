@@ -60,18 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _images(source, size: int, limit: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Up to `limit` preprocessed uint8 images `[N, S, S, 3]` of a source, and labels if it has any."""
-    from pipelines.feeds import preprocessed_batches
+    from pipelines.feeds import first_images
 
-    images, labels = [], []
-    count = 0
-    for x, y in preprocessed_batches(source, 256, size):
-        images.append(x.numpy())
-        labels.append(y.numpy())
-        count += len(x)
-        if count >= limit:
-            break
-    x, y = np.concatenate(images)[:limit], np.concatenate(labels)[:limit]
-    return x, (y if source.info.labeled else None)
+    images, labels = first_images(source, limit, size)
+    return images, (labels if source.info.labeled else None)
 
 
 def export_data(run, args: argparse.Namespace, size: int, calibrate: bool):

@@ -73,7 +73,7 @@ def _per_image(values: tf.Tensor) -> tf.Tensor:
 # ---------------------------------------------------------------- geometric ops
 
 
-def _batch(images: tf.Tensor):
+def batch_size(images: tf.Tensor):
     """The batch size: static where known (a static slice size keeps `rows` draws XLA-friendly)."""
     return images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
 
@@ -83,7 +83,7 @@ def random_flip(images: tf.Tensor, seed: tf.Tensor, rows: Rows | None = None) ->
 
     `rows`: see `_uniform` (also for every other random op here).
     """
-    flip = _uniform(_batch(images), seed, rows=rows) < 0.5
+    flip = _uniform(batch_size(images), seed, rows=rows) < 0.5
     return tf.where(_per_image(flip), tf.reverse(images, axis=[2]), images)
 
 
@@ -100,7 +100,7 @@ def random_translate(images: tf.Tensor, seed: tf.Tensor, fraction: float, rows: 
     if pad <= 0:
         return images
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-    batch = _batch(images)
+    batch = batch_size(images)
     seed_y, seed_x = _split(seed, 2)
     off_y = _uniform(batch, seed_y, 0, 2 * pad + 1, tf.int32, rows)
     off_x = _uniform(batch, seed_x, 0, 2 * pad + 1, tf.int32, rows)
@@ -204,7 +204,7 @@ def solarize(images: tf.Tensor, threshold: tf.Tensor) -> tf.Tensor:
 
 def cutout(images: tf.Tensor, seed: tf.Tensor, max_fraction: float, rows: Rows | None = None) -> tf.Tensor:
     """Fills one random square per image, of side up to `max_fraction` of the image, with gray."""
-    batch = _batch(images)
+    batch = batch_size(images)
     height, width = images.shape[1], images.shape[2]
     seed_size, seed_y, seed_x = _split(seed, 3)
     half = _uniform(batch, seed_size, 0.0, max_fraction, rows=rows) * min(height, width) / 2.0
@@ -285,7 +285,7 @@ def rand_augment(images: tf.Tensor, seed: tf.Tensor, num_ops: int = 2, rows: Row
     Every op of the list is computed for the whole batch and each image keeps its own draw, so
     the cost is that of all ops on the batch, with no per-image control flow.
     """
-    batch = _batch(images)
+    batch = batch_size(images)
     size = float(images.shape[1])
     color_names, geometric_names = list(_COLOR_OPS), list(_GEOMETRIC_OPS)
     for round_seed in _split(seed, num_ops):

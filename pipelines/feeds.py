@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
-from pipelines.augment import Augment
+from pipelines.augment import Augment, batch_size
 from pipelines.sources import Source
 from pipelines.transforms import preprocess
 
@@ -46,6 +47,17 @@ def preprocessed_batches(
     else:
         ds = ds.map(prep, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=drop_remainder)
     return ds
+
+
+def first_images(source: Source, count: int, image_size: int, *,
+                 shuffle_seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` images of `source` (in source order, or of a seeded shuffle),
+    preprocessed: `(uint8 [N, S, S, 3], int64 labels [N])`, N <= count."""
+    images, labels = [], []
+    for x, y in preprocessed_batches(source, 256, image_size, shuffle_seed=shuffle_seed).take(-(-count // 256)):
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    return np.concatenate(images)[:count], np.concatenate(labels)[:count]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +111,7 @@ def apply_views(batch: dict, spec: FeedSpec, replica: tuple = (0, 1)) -> dict:
         images = batch[part]["images"]
         rows = None
         if count > 1:
-            local = images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
+            local = batch_size(images)
             rows = (index * local, count * local)
         views = spec.augment.views(images, names, _part_seed(batch["seed"], part_index), rows)
         out[part] = {"labels": batch[part]["labels"], **views}

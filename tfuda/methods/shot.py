@@ -24,17 +24,14 @@ periodic centroids is the same rule applied with fresher features.)
 
 from __future__ import annotations
 
-import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from pipelines.errors import UserError
-from pipelines.feeds import preprocessed_batches
 from tfuda.methods.base import Logs, SourceFreeMethod, cross_entropy, pseudo_label_monitors
-from tfuda.inference import features_fn
 from tfuda.models import embedding_model
+from tfuda.validate.sample import TargetSample
 
 
 def information_maximisation(logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -131,18 +128,13 @@ class SHOT(SourceFreeMethod):
         return entropy - diversity + self.beta * loss_pseudo, logs
 
     def callbacks(self, classifier, target, spec) -> list[keras.callbacks.Callback]:
-        return [RecomputeCentroids(self, classifier, target, spec)]
+        sample = TargetSample(target, min(self.max_images, target.info.num_examples or self.max_images),
+                              spec.image_size, spec.seed)
+        return [RecomputeCentroids(self, classifier, sample)]
 
-    def recompute(self, classifier: keras.Model, target, spec) -> None:
-        """Clusters up to `max_images` target images (a seeded sample) with the current model."""
-        infer = features_fn(classifier)
-        batches = preprocessed_batches(target, 256, spec.image_size, shuffle_seed=spec.seed)
-        features, probs = [], []
-        for images, _ in batches.take(math.ceil(self.max_images / 256)):
-            embedding, probabilities = infer(images)
-            features.append(embedding.numpy())
-            probs.append(probabilities.numpy())
-        features, probs = np.concatenate(features)[:self.max_images], np.concatenate(probs)[:self.max_images]
+    def recompute(self, classifier: keras.Model, sample: TargetSample) -> None:
+        """Clusters the target sample (up to `max_images` images, seeded) with the current model."""
+        probs, features = sample.outputs(classifier)
         centroids, valid = shot_centroids(tf.constant(features), tf.constant(probs))
         self.state.centroids.assign(centroids)
         self.state.valid.assign(tf.cast(valid, tf.float32))
@@ -152,10 +144,10 @@ class SHOT(SourceFreeMethod):
 class RecomputeCentroids(keras.callbacks.Callback):
     """Before step 0, every `interval` steps, and after a resume without saved centroids."""
 
-    def __init__(self, method: SHOT, classifier: keras.Model, target, spec):
+    def __init__(self, method: SHOT, classifier: keras.Model, sample: TargetSample):
         super().__init__()
-        self.method, self.classifier, self.target, self.spec = method, classifier, target, spec
+        self.method, self.classifier, self.sample = method, classifier, sample
 
     def on_train_batch_begin(self, batch, logs=None):
         if batch % self.method.interval == 0 or float(self.method.state.computed.numpy()) == 0.0:
-            self.method.recompute(self.classifier, self.target, self.spec)
+            self.method.recompute(self.classifier, self.sample)

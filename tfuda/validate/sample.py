@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from pipelines.feeds import preprocessed_batches
+from pipelines.feeds import first_images
 from pipelines.sources import Source
 from tfuda.inference import features_fn
 from tfuda.validate import VALIDATORS
@@ -21,9 +21,7 @@ class TargetSample:
     """
 
     def __init__(self, target: Source, size: int, image_size: int, seed: int):
-        batches = preprocessed_batches(target, BATCH, image_size, shuffle_seed=seed)
-        images = [x.numpy() for x, _ in batches.take(-(-size // BATCH))]
-        self.images = np.concatenate(images)[:size]
+        self.images, _ = first_images(target, size, image_size, shuffle_seed=seed)
 
     def outputs(self, model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
         """`(probabilities [N, K], penultimate features [N, D])` of `model`, batched in graph mode."""

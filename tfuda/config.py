@@ -19,8 +19,9 @@ SETTINGS = ("uda", "ssl", "ssda")
 DEFAULT_TARGET = "digits-m"
 AUGMENT_ON_CHOICES = ("data", "device")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
-ON_COLLAPSE = ("warn", "stop")
 """`--strategy` names (see `tfuda.engine.distribute`)."""
+ON_COLLAPSE = ("warn", "stop")
+"""`--on-collapse` choices (see `tfuda.validate.alarm`)."""
 
 
 @dataclasses.dataclass
@@ -69,7 +70,8 @@ class Config:
     no_report: bool = False
     strategy: str = "default"
 
-    RESUMABLE = ("steps", "xla", "checkpoint_every", "eval_every", "validation_size", "on_collapse", "augment_on", "strict",
+    RESUMABLE = ("steps", "xla", "checkpoint_every", "eval_every", "validation_size", "on_collapse", "augment_on",
+                 "strict",
                  "tfds_data_dir", "tfds_download", "no_report", "strategy")
     """Fields that `--resume` may change; the others are fixed by the saved config."""
 

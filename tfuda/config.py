@@ -71,8 +71,7 @@ class Config:
     strategy: str = "default"
 
     RESUMABLE = ("steps", "xla", "checkpoint_every", "eval_every", "validation_size", "on_collapse", "augment_on",
-                 "strict",
-                 "tfds_data_dir", "tfds_download", "no_report", "strategy")
+                 "strict", "tfds_data_dir", "tfds_download", "no_report", "strategy")
     """Fields that `--resume` may change; the others are fixed by the saved config."""
 
     def validate(self) -> "Config":

@@ -33,6 +33,7 @@ def save_model_atomic(model: "keras.Model", path: Path) -> None:
     """Saves a `.keras` file next to `path` under a temporary name, then renames it into place."""
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         model.save(tmp)
         os.replace(tmp, path)
     except OSError as err:

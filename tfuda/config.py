@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from pipelines.errors import UserError
+from tfuda.validate import SCORES
 
 
 class ConfigError(UserError):
@@ -20,8 +21,10 @@ DEFAULT_TARGET = "digits-m"
 AUGMENT_ON_CHOICES = ("data", "device")
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 """`--strategy` names (see `tfuda.engine.distribute`)."""
-ON_COLLAPSE = ("warn", "stop")
-"""`--on-collapse` choices (see `tfuda.validate.alarm`)."""
+ON_COLLAPSE = ("warn", "stop", "rollback")
+"""`--on-collapse` choices (see `tfuda.validate.alarm`, `tfuda.engine.selection`)."""
+SELECT_LAST = "last"
+"""`--select` of the final EMA weights; the other choices are `tfuda.validate.SCORES`."""
 
 
 @dataclasses.dataclass
@@ -64,6 +67,7 @@ class Config:
     eval_every: int = 500
     validation_size: int | None = None
     on_collapse: str = "warn"
+    select: str = SELECT_LAST
     strict: bool = False
     tfds_data_dir: str | None = None
     tfds_download: bool = False
@@ -102,6 +106,8 @@ class Config:
             raise ConfigError(f"--xla must be one of {', '.join(XLA_CHOICES)}, got {self.xla!r}")
         if self.on_collapse not in ON_COLLAPSE:
             raise ConfigError(f"--on-collapse must be one of {', '.join(ON_COLLAPSE)}, got {self.on_collapse!r}")
+        if self.select not in (SELECT_LAST, *SCORES):
+            raise ConfigError(f"--select must be {SELECT_LAST} or a validator ({', '.join(SCORES)}), got {self.select!r}")
         if self.augment_on not in AUGMENT_ON_CHOICES:
             raise ConfigError(f"--augment-on must be one of {', '.join(AUGMENT_ON_CHOICES)}, got {self.augment_on!r}")
         if self.strategy not in STRATEGIES:

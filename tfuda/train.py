@@ -15,9 +15,10 @@ from pathlib import Path
 
 from tfuda.atomic import write_json_atomic
 from tfuda.cli import VERBOSE_HELP, command, run_command
-from tfuda.config import (AUGMENT_ON_CHOICES, ON_COLLAPSE, SETTINGS, STRATEGIES, XLA_CHOICES, Config, ConfigError,
-                          read_config_file, resolve)
+from tfuda.config import (AUGMENT_ON_CHOICES, ON_COLLAPSE, SELECT_LAST, SETTINGS, STRATEGIES, XLA_CHOICES, Config,
+                          ConfigError, read_config_file, resolve)
 from tfuda.rundir import RunDir
+from tfuda.validate import SCORES
 
 S = argparse.SUPPRESS
 
@@ -77,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--validation-size", type=int, help="unlabeled target images the label-free validators "
                      "score at each evaluation (default: 1000, or all of a smaller target)")
     run.add_argument("--on-collapse", choices=ON_COLLAPSE, help="when the target predictions collapse onto few "
-                     "classes (README 'Know without target labels'): warn (default) or stop training")
+                     "classes (README 'Know without target labels'): warn (default), stop training, or rollback "
+                     "(stop; the run's model is the --select choice among the evaluations before the collapse)")
+    run.add_argument("--select", choices=(SELECT_LAST, *SCORES), help="which evaluation's EMA weights become "
+                     "model.keras: last (default) or the highest score of a label-free validator")
     run.add_argument("--no-report", action="store_true", help="skip the HTML report at the end (RUN/report/)")
     run.add_argument("--config", help="YAML/JSON file of flag values (underscored keys); flags given here win")
     run.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)

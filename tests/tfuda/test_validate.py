@@ -110,3 +110,10 @@ def test_the_collapse_alarm_warns_or_stops(tmp_path, capsys, monkeypatch, on_col
         assert status == 1 and metrics["status"] == "collapsed" and "--on-collapse stop" in captured.err
         assert tf.train.latest_checkpoint(str(out / "checkpoints")) is None  # step 2 was never saved
         assert not (out / "model.keras").exists()
+
+
+def test_a_source_only_run_is_judged_by_the_validators_too(trained_run):
+    """source-only trains on no target image, but its model is scored on the unlabeled target."""
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert set(metrics["validators"]) == {*VALIDATORS, "source_accuracy"}
+    assert all(np.isfinite(v) for v in metrics["validators"].values())

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tfuda.engine.checkpoints import Checkpoints
 from tfuda.engine.evaluate import EvalResult
+from tfuda.engine.selection import Selection
 from tfuda.engine.trainer import TrainingModel
 
 WALL_TIME = "wall_time_s"
@@ -111,12 +112,12 @@ class ScalarLogger(keras.callbacks.Callback):
 
 
 class Collapsed(RuntimeError):
-    """The collapse alarm fired under `--on-collapse stop`."""
+    """The collapse alarm fired under `--on-collapse stop` or `rollback`."""
 
-    def __init__(self, step: int, message: str):
-        super().__init__(f"step {step}: {message}; training stopped (--on-collapse stop), the checkpoints "
+    def __init__(self, step: int, message: str, on_collapse: str = "stop", wall_time: float | None = None):
+        super().__init__(f"step {step}: {message}; training stopped (--on-collapse {on_collapse}), the checkpoints "
                          "before this evaluation are kept")
-        self.step = step
+        self.step, self.wall_time = step, wall_time
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
@@ -150,8 +151,9 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         target sample, or None.
       every, total_steps: when to evaluate.
       scalars, progress: where the results are logged.
-      on_collapse: `warn` (print a warning, record it in `alarms`) or `stop` (also raise
-        `Collapsed`).
+      on_collapse: `warn` (print a warning, record it in `alarms`), `stop` or `rollback` (also
+        raise `Collapsed`; the caller rolls back to `selection`'s candidate).
+      selection: offered every evaluation (`tfuda.engine.selection`), or None.
 
     The latest results stay in `latest`/`latest_scores` (step in `latest_step`), so the end of
     a run reuses them instead of evaluating again; `history` has one entry per evaluation.
@@ -159,10 +161,11 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
     def __init__(self, evaluators: dict[str, Callable[[keras.Model], EvalResult]], validate: Callable | None,
                  every: int, total_steps: int, scalars: ScalarLogger, progress: ProgressLogger,
-                 on_collapse: str = "warn"):
+                 on_collapse: str = "warn", selection: Selection | None = None):
         super().__init__()
         self.evaluators, self.validate, self.every, self.total_steps = evaluators, validate, every, total_steps
         self.scalars, self.progress, self.on_collapse = scalars, progress, on_collapse
+        self.selection = selection
         self.alarms: list[dict] = []
         self.history: list[dict[str, float]] = []
         self.latest: dict[str, EvalResult] = {}
@@ -198,11 +201,13 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         accuracy = "  ".join(f"{name}_accuracy {r.accuracy:.4f}" for name, r in self.latest.items())
         scores = " ".join(f"{name} {value:.3f}" for name, value in self.latest_scores.items())
         self.progress.message(f"step {step}: {accuracy}" + (f"  | validators: {scores}" if scores else ""))
+        if self.selection is not None:
+            self.selection.offer(step, self.latest_scores, alarm, self.model.ema.average)
         if alarm:
             self.alarms.append({"step": step, "message": alarm})
             self.progress.message(f"warning: collapse alarm at step {step}: {alarm}")
-            if self.on_collapse == "stop":
-                raise Collapsed(step, alarm)
+            if self.on_collapse != "warn":
+                raise Collapsed(step, alarm, self.on_collapse, logs[WALL_TIME])
 
 
 def train_loop(trainer: TrainingModel, feed: tf.data.Dataset, *, start_step: int, total_steps: int,

@@ -16,11 +16,12 @@ from pipelines.errors import DataError
 from pipelines.feeds import FeedSpec, make_feed
 from pipelines.run_data import RunData
 from tfuda.atomic import save_model_atomic, write_json_atomic
-from tfuda.config import Config, ConfigError
+from tfuda.config import SELECT_LAST, Config, ConfigError
 from tfuda.engine import loop
 from tfuda.engine.checkpoints import Checkpoints
 from tfuda.engine.distribute import is_chief, make_strategy, split_for_replicas, task
 from tfuda.engine.evaluate import EvalResult, evaluate
+from tfuda.engine.selection import Selection
 from tfuda.engine.trainer import TrainingModel, make_optimizer
 from tfuda.methods import Method, method_class
 from tfuda.models import build_model
@@ -148,10 +149,11 @@ def evaluators(data: RunData, image_size: int) -> dict:
             for name, s in sets.items() if s is not None}
 
 
-def validation(config: Config, data: RunData, target) -> Callable | None:
+def validation(config: Config, data: RunData) -> Callable | None:
     """model -> (label-free validator scores, collapse alarm or None) on a fixed sample of the
     unlabeled target (None without target data). The sample: `--validation-size` images (default
     1000, or all of a smaller target) of a `--seed`-ed shuffle of the target training images."""
+    target = data.target
     if target is None:
         return None
     available = target.info.num_examples
@@ -175,12 +177,13 @@ def validation(config: Config, data: RunData, target) -> Callable | None:
 
 def completed_metrics(config: Config, data: RunData, steps: int, wall_time: float,
                       final: dict[str, EvalResult], validators: dict[str, float], history: list[dict],
-                      alarms: list[dict]) -> dict:
-    """`metrics.json` of a finished run (see `tfuda.rundir`)."""
+                      alarms: list[dict], selection: dict, status: str = "completed") -> dict:
+    """`metrics.json` of a finished (or rolled-back) run (see `tfuda.rundir`); `final` and
+    `validators` are those of the run's model, chosen as `selection` says."""
     this_task = task()
     target, source = final.get("target"), final.get("source")
     return {
-        "status": "completed", "steps": steps,
+        "status": status, "steps": steps, "selection": selection,
         "task": None if this_task is None else f"{this_task[0]} {this_task[1]}",
         "source_accuracy": source.accuracy if source else None,
         "target_accuracy": target.accuracy if target else None,
@@ -192,6 +195,39 @@ def completed_metrics(config: Config, data: RunData, steps: int, wall_time: floa
         "eval_source": data.eval_source.info.spec if data.eval_source else None,
         "config": config.to_dict(),
     }
+
+
+def check_select(config: Config, data: RunData) -> None:
+    """Refuses a `--select` validator the run cannot compute."""
+    if config.select == SELECT_LAST:
+        return
+    if data.target is None:
+        raise ConfigError(f"--select {config.select} scores the unlabeled target, and this run has no --target")
+    if config.select == "source_accuracy" and data.eval_source is None:
+        raise ConfigError("--select source_accuracy needs a labeled source evaluation set: give --eval-source")
+
+
+def finish(config: Config, data: RunData, run: RunDir, trainer: TrainingModel, evaluation: loop.PeriodicEvaluation,
+           selection: Selection, wall_time: float, rolled_back: bool, stream: TextIO) -> dict:
+    """Writes the run's model (the final EMA weights, or `selection`'s candidate), class names and
+    `metrics.json`; prints the `done:` line; returns the metrics."""
+    steps = int(trainer.optimizer.iterations.numpy())
+    if selection.uses_candidate(rolled_back):
+        final = evaluation.evaluate(selection.load())[:2]
+        selection.publish(run.model_file)
+    else:
+        final = evaluation.final(trainer.ema.average, steps)
+        save_model_atomic(trainer.ema.average, run.model_file)
+    metrics = completed_metrics(config, data, steps, wall_time, *final, evaluation.history, evaluation.alarms,
+                                selection.summary(steps, rolled_back), "rolled_back" if rolled_back else "completed")
+    write_json_atomic(run.class_names_file, list(data.class_names))
+    write_json_atomic(run.metrics_file, metrics)
+    chosen = "" if config.select == SELECT_LAST and not rolled_back else f"  (model: {metrics['selection']['reason']})"
+    print("done: " + "  ".join(
+        f"{name} accuracy {metrics[name + '_accuracy']:.4f}" if metrics[name + "_accuracy"] is not None
+        else f"{name} accuracy n/a (no labeled eval set)" for name in ("source", "target"))
+        + f"  wall time {metrics['wall_time_s']:.0f}s  model {run.model_file}{chosen}", file=stream, flush=True)
+    return metrics
 
 
 def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None,
@@ -207,7 +243,8 @@ def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None,
     Raises:
       UserError: bad data or settings.
       loop.NonFiniteLoss: the loss went NaN/inf (metrics.json then says `failed`).
-      loop.Collapsed: the collapse alarm fired under `--on-collapse stop` (`collapsed`).
+      loop.Collapsed: the collapse alarm fired under `--on-collapse stop`, or under `rollback`
+        before any evaluation could be rolled back to (`collapsed`).
     """
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
@@ -218,13 +255,16 @@ def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None,
 
 
 def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: TextIO) -> dict:
-    """The run's stages in order, each a named call (52 lines: the list of stages is the point)."""
+    """The run's stages in order, each a named call (51 lines: the list of stages is the point)."""
     strategy = make_strategy(config.strategy)  # first: multi-worker needs it before other ops
     replicas = strategy.num_replicas_in_sync
     method_cls = method_class(config.method)
     data = open_training_data(config, method_cls,
                               init_class_names(config.init, config.class_names) if config.init else None)
     target = data.target if method_cls.target_views else None
+    chief = is_chief()
+    check_select(config, data)
+    validate = validation(config, data) if chief else None
     class_names = list(data.class_names)
     spec = feed_spec(config, method_cls, replicas)
     method = method_cls.from_config(config)
@@ -237,10 +277,10 @@ def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: Te
 
     progress = loop.ProgressLogger(config.steps, stream=stream)
     scalars = loop.ScalarLogger(str(run.logs / "train"))
-    chief = is_chief()
-    evaluation = loop.PeriodicEvaluation(evaluators(data, config.image_size) if chief else {},
-                                         validation(config, data, target) if chief else None,
-                                         config.eval_every, config.steps, scalars, progress, config.on_collapse)
+    selection = Selection(config.select, run, keep=config.select != SELECT_LAST or config.on_collapse == "rollback")
+    evaluation = loop.PeriodicEvaluation(evaluators(data, config.image_size) if chief else {}, validate,
+                                         config.eval_every, config.steps, scalars, progress, config.on_collapse,
+                                         selection if chief else None)
     # The evaluation runs before the checkpoint of its step, so a collapse that stops the run is
     # never checkpointed.
     callbacks = [*method.callbacks(trainer.classifier, target, spec), loop.NonFiniteGuard(), progress, scalars,
@@ -248,24 +288,20 @@ def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: Te
     feed = split_for_replicas(
         make_feed(data.source, target, spec, start_step=start_step, target_labeled=data.target_labeled), strategy)
     try:
-        last = loop.train_loop(trainer, feed, start_step=start_step, total_steps=config.steps,
-                               callbacks=callbacks, wall_time_before=wall_before)
+        wall_time = loop.train_loop(trainer, feed, start_step=start_step, total_steps=config.steps,
+                                    callbacks=callbacks, wall_time_before=wall_before).get(loop.WALL_TIME, wall_before)
+        rolled_back = False
     except (loop.NonFiniteLoss, loop.Collapsed) as err:
-        write_json_atomic(run.metrics_file, {
-            "status": "collapsed" if isinstance(err, loop.Collapsed) else "failed", "error": str(err),
-            "steps": err.step, "last_checkpoint": checkpoints.latest, "alarms": evaluation.alarms,
-            "eval_history": evaluation.history, "config": config.to_dict()})
-        raise
-    steps = int(trainer.optimizer.iterations.numpy())
+        collapsed = isinstance(err, loop.Collapsed)
+        if not (collapsed and config.on_collapse == "rollback" and selection.chosen is not None):
+            write_json_atomic(run.metrics_file, {
+                "status": "collapsed" if collapsed else "failed", "error": str(err),
+                "steps": err.step, "last_checkpoint": checkpoints.latest, "alarms": evaluation.alarms,
+                "eval_history": evaluation.history, "config": config.to_dict()})
+            raise
+        progress.message(f"warning: {err}; the run's model rolls back to the evaluation at step "
+                         f"{selection.chosen['step']} (--on-collapse rollback)")
+        wall_time, rolled_back = err.wall_time, True
     if not chief:
-        return {"status": "completed", "steps": steps}
-    metrics = completed_metrics(config, data, steps, last.get(loop.WALL_TIME, wall_before),
-                                *evaluation.final(trainer.ema.average, steps), evaluation.history, evaluation.alarms)
-    save_model_atomic(trainer.ema.average, run.model_file)
-    write_json_atomic(run.class_names_file, class_names)
-    write_json_atomic(run.metrics_file, metrics)
-    print("done: " + "  ".join(
-        f"{name} accuracy {metrics[name + '_accuracy']:.4f}" if metrics[name + "_accuracy"] is not None
-        else f"{name} accuracy n/a (no labeled eval set)" for name in ("source", "target"))
-        + f"  wall time {metrics['wall_time_s']:.0f}s  model {run.model_file}", file=stream, flush=True)
-    return metrics
+        return {"status": "completed", "steps": int(trainer.optimizer.iterations.numpy())}
+    return finish(config, data, run, trainer, evaluation, selection, wall_time, rolled_back, stream)

@@ -29,3 +29,6 @@ VALIDATORS: dict[str, Validator] = {
     "class_balance": class_balance,
 }
 """Target-output validators by name; `source_accuracy` (held-out source accuracy) is logged beside them."""
+
+SCORES: tuple[str, ...] = (*VALIDATORS, "source_accuracy")
+"""Every score a run logs under `validators/`: what `--select` and the sweep's `rank_by` may name."""

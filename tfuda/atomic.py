@@ -14,19 +14,23 @@ if TYPE_CHECKING:
     import keras
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Writes JSON to a temporary sibling, then renames it into place."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes `text` to a temporary sibling, then renames it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f, indent=2)
-            f.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Writes JSON (indented, one trailing newline) atomically."""
+    write_text_atomic(path, json.dumps(value, indent=2) + "\n")
 
 
 def save_model_atomic(model: "keras.Model", path: Path) -> None:

@@ -211,13 +211,15 @@ def plot_confusion(confusion: list[list[int]], class_names: list[str], path: Pat
     _save(plt, fig, path)
 
 
-def _fmt(value, digits: int = 4) -> str:
+def fmt_cell(value, digits: int = 4) -> str:
+    """One HTML table cell's text: floats to `digits` places, None as n/a, the rest escaped."""
     if value is None:
         return "n/a"
     return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
 
 
-def _table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
+def html_table(rows: list[tuple[str, ...]], header: tuple[str, ...] | None = None) -> str:
+    """An HTML table of already-escaped cells."""
     head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
     return f"<table>{head}{body}</table>"
@@ -227,26 +229,28 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
     """The summary table: the same numbers as metrics.json."""
     config = metrics.get("config", {})
     return [
-        ("method", _fmt(config.get("method"))),
-        ("setting", _fmt(config.get("setting", "uda"))),
-        ("data", _fmt(f"{config.get('source') or '(no source data)'} -> {config.get('target')}")),
-        ("model", _fmt(f"init {config['init']}" if config.get("init") else config.get("model"))),
-        ("steps", _fmt(metrics.get("steps"))),
-        ("wall time (s)", _fmt(metrics.get("wall_time_s"), 1)),
-        ("source accuracy", _fmt(metrics.get("source_accuracy"))),
-        ("target accuracy", _fmt(metrics.get("target_accuracy"))),
-        ("target evaluation set", _fmt(metrics.get("eval_target"))),
-        *((f"validator {name}", _fmt(value)) for name, value in (metrics.get("validators") or {}).items()),
-        ("status", _fmt(metrics.get("status"))),
+        ("method", fmt_cell(config.get("method"))),
+        ("setting", fmt_cell(config.get("setting", "uda"))),
+        ("data", fmt_cell(f"{config.get('source') or '(no source data)'} -> {config.get('target')}")),
+        ("model", fmt_cell(f"init {config['init']}" if config.get("init") else config.get("model"))),
+        ("steps", fmt_cell(metrics.get("steps"))),
+        ("wall time (s)", fmt_cell(metrics.get("wall_time_s"), 1)),
+        ("source accuracy", fmt_cell(metrics.get("source_accuracy"))),
+        ("target accuracy", fmt_cell(metrics.get("target_accuracy"))),
+        ("target evaluation set", fmt_cell(metrics.get("eval_target"))),
+        *((f"validator {name}", fmt_cell(value)) for name, value in (metrics.get("validators") or {}).items()),
+        ("status", fmt_cell(metrics.get("status"))),
+        ("model", fmt_cell((metrics.get("selection") or {}).get("reason"))),
+        ("collapse alarms", fmt_cell(", ".join(f"step {a['step']}" for a in metrics.get("alarms") or []) or "none")),
     ]
 
 
 def export_rows(report: dict) -> list[tuple[str, ...]]:
-    rows = [("keras (reference)", "", _fmt(report["keras"]["accuracy"]), "", "", _fmt(report["keras"]["latency_ms_p50"], 2), "")]
+    rows = [("keras (reference)", "", fmt_cell(report["keras"]["accuracy"]), "", "", fmt_cell(report["keras"]["latency_ms_p50"], 2), "")]
     for a in report["artifacts"]:
         rows.append((html.escape(f"{a['format']} {a['precision']}"), f"{a['bytes'] / 1024:.0f} KiB",
-                     _fmt(a["accuracy"]), _fmt(a["agreement"]), _fmt(a["max_abs_prob_diff"], 5),
-                     _fmt(a["latency_ms_p50"], 2), "yes" if a["passed"] else "NO"))
+                     fmt_cell(a["accuracy"]), fmt_cell(a["agreement"]), fmt_cell(a["max_abs_prob_diff"], 5),
+                     fmt_cell(a["latency_ms_p50"], 2), "yes" if a["passed"] else "NO"))
     return rows
 
 
@@ -278,7 +282,7 @@ def _export_html(export_report: str | None) -> str:
         raise UserError(f"--export-report '{export_report}' cannot be read: {err}") from None
     return (f"<p>Export <b>{html.escape(str(report.get('name')))}</b> version {report.get('version')}, "
             f"{report.get('num_images')} images of {html.escape(str(report.get('eval_set')))}.</p>"
-            + _table(export_rows(report), ("artifact", "size", "accuracy", "agreement",
+            + html_table(export_rows(report), ("artifact", "size", "accuracy", "agreement",
                                            "max |Δp|", "p50 latency ms", "passed")))
 
 
@@ -293,7 +297,7 @@ def _page(run: RunDir, metrics: dict, export_html: str, notes: list[str], images
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}.note{{color:#a60}}</style></head>
 <body><h1>tfuda report: {html.escape(str(run.path))}</h1>
-<h2>summary</h2>{_table(summary_rows(metrics))}
+<h2>summary</h2>{html_table(summary_rows(metrics))}
 <h2>export verification</h2>{export_html}
 {notes_html}{sections}</body></html>"""
 

@@ -1,0 +1,122 @@
+"""A sweep's leaderboard: its runs ranked by a label-free validator, as CSV and an HTML page.
+
+A run ranks by the score its model got from the chosen validator (`metrics.json` `validators`).
+Runs whose model raised the collapse alarm rank after every run that did not, then runs without
+a score (failed, collapsed, not run). Target accuracy is a column only when the runs have a
+labeled target evaluation set; it never decides the order.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from tfuda.atomic import write_text_atomic
+from tfuda.grid import Point
+from tfuda.report import fmt_cell, html_table
+from tfuda.validate import SCORES
+
+USABLE = ("completed", "rolled_back")
+"""Statuses of a run that left a model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One point's outcome, read from its run directory (and its log when it left no metrics)."""
+
+    point: Point
+    status: str
+    scores: dict[str, float]
+    target_accuracy: float | None = None
+    alarm: bool = False
+    steps: int | None = None
+    wall_time_s: float | None = None
+    error: str | None = None
+
+
+def last_error_line(log: Path) -> str | None:
+    """The last `error:` line a point's command printed, without the prefix."""
+    if not log.is_file():
+        return None
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("error:")]
+    return lines[-1].removeprefix("error:").strip() if lines else None
+
+
+def read_entry(point: Point, run_dir: Path, log: Path) -> Entry:
+    """The outcome of `point`: `metrics.json` of `run_dir` if the run wrote one, else `failed`
+    (with the log's last `error:` line) when the point was run, else `not run`."""
+    metrics_file = run_dir / "metrics.json"
+    if not metrics_file.is_file():
+        status = "failed" if log.is_file() else "not run"
+        return Entry(point, status, {}, error=last_error_line(log) or ("killed or interrupted" if log.is_file() else None))
+    metrics: dict[str, Any] = json.loads(metrics_file.read_text())
+    status = metrics["status"]
+    if status not in USABLE:
+        return Entry(point, status, {}, steps=metrics.get("steps"), error=metrics.get("error"))
+    model_step = (metrics.get("selection") or {}).get("step", metrics.get("steps"))
+    return Entry(point, status, metrics.get("validators") or {}, metrics.get("target_accuracy"),
+                 alarm=any(alarm["step"] == model_step for alarm in metrics.get("alarms") or []),
+                 steps=metrics.get("steps"), wall_time_s=metrics.get("wall_time_s"))
+
+
+def rank(entries: list[Entry], by: str) -> list[Entry]:
+    """Entries best first: scored runs without an alarm by `by` (higher first), then alarmed
+    scored runs, then the rest in grid order."""
+    scored = [e for e in entries if e.status in USABLE and e.scores.get(by) is not None]
+    rest = [e for e in entries if e not in scored]
+    return sorted(scored, key=lambda e: (e.alarm, -e.scores[by])) + rest
+
+
+def columns(entries: list[Entry], grid_keys: list[str], by: str) -> list[str]:
+    """Leaderboard columns: target accuracy only when some run has it."""
+    accuracy = ["target_accuracy"] if any(e.target_accuracy is not None for e in entries) else []
+    others = [name for name in SCORES if name != by and any(name in e.scores for e in entries)]
+    return ["rank", "run", "status", "collapse_alarm", *grid_keys, by, *others, *accuracy, "steps",
+            "wall_time_s", "error"]
+
+
+def rows(ranked: list[Entry], grid_keys: list[str], by: str) -> list[dict[str, Any]]:
+    """One dict per entry with the keys of `columns`; rank is empty for a run without a score."""
+    out = []
+    for position, entry in enumerate(ranked, 1):
+        usable = entry.status in USABLE and entry.scores.get(by) is not None
+        out.append({"rank": position if usable else "", "run": entry.point.name, "status": entry.status,
+                    "collapse_alarm": entry.alarm, **{k: entry.point.values.get(k, "") for k in grid_keys},
+                    **entry.scores, "target_accuracy": entry.target_accuracy, "steps": entry.steps,
+                    "wall_time_s": entry.wall_time_s, "error": entry.error or ""})
+    return out
+
+
+def write_leaderboard(entries: list[Entry], grid_keys: list[str], by: str, out: Path) -> Entry | None:
+    """Writes `out/leaderboard.csv` and `out/leaderboard.html`; returns the chosen (first-ranked
+    usable) entry, or None when no run left a model."""
+    ranked = rank(entries, by)
+    header = columns(entries, grid_keys, by)
+    table = rows(ranked, grid_keys, by)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in table)
+    write_text_atomic(out / "leaderboard.csv", buffer.getvalue())
+    chosen = ranked[0] if ranked and ranked[0].status in USABLE and ranked[0].scores.get(by) is not None else None
+    cells = [tuple(fmt_cell(row.get(key)) for key in header) for row in table]
+    if chosen is not None:
+        cells[0] = tuple(f"<b>{cell}</b>" for cell in cells[0])
+    verdict = (f"chosen: <b>{html.escape(chosen.point.name)}</b> (highest {html.escape(by)}"
+               f"{', every run raised the collapse alarm' if chosen.alarm else ''})" if chosen
+               else "no run left a model")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tfuda sweep: {html.escape(str(out))}</title>
+<style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head>
+<body><h1>tfuda sweep: {html.escape(str(out))}</h1>
+<p>{len(entries)} runs ranked by the label-free validator <b>{html.escape(by)}</b> (higher is better; runs whose
+model raised the collapse alarm come after the others). {verdict}.
+Target accuracy, where shown, comes from labeled evaluation data and played no part in the order.</p>
+{html_table(cells, tuple(header))}</body></html>"""
+    write_text_atomic(out / "leaderboard.html", page)
+    return chosen

@@ -1,0 +1,135 @@
+"""`python -m tfuda.sweep --config sweep.yaml --out runs/sweep`: train a grid of runs, pick one without target labels.
+
+Every point of the grid (`tfuda.grid`) is one `python -m tfuda.train` run in `OUT/<point name>/`,
+its output in `OUT/logs/<point name>.log`. Run it again to resume: finished points are skipped, a
+point that was killed resumes from its last checkpoint. The leaderboard (`OUT/leaderboard.csv`
+and `.html`, `tfuda.leaderboard`) ranks the runs by a label-free validator and names the chosen
+run; `--export DIR` exports it with `python -m export.savedmodel`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from tfuda.atomic import write_json_atomic
+from tfuda.cli import VERBOSE_HELP, command, run_command
+from tfuda.config import ConfigError
+from tfuda.grid import Point, read_sweep_file
+from tfuda.leaderboard import USABLE, Entry, read_entry, write_leaderboard
+from tfuda.validate import SCORES
+
+DEFAULT_RANK_BY = "im"
+"""The validator a sweep ranks by unless told otherwise (README, *Sweep*: measured by bench/validators.py)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tfuda.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="sweep file (YAML/JSON): rank_by, train, grid (see tfuda/grid.py)")
+    p.add_argument("--out", required=True, help="sweep directory: one run directory per point, logs, leaderboard")
+    p.add_argument("--rank-by", choices=SCORES, help=f"validator to rank by (default: the file's rank_by, else {DEFAULT_RANK_BY})")
+    p.add_argument("--jobs", type=int, default=1, help="points trained at once (default 1; each then gets "
+                   "cores / jobs TensorFlow threads)")
+    p.add_argument("--export", metavar="DIR", help="export the chosen run to DIR (python -m export.savedmodel)")
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    return p
+
+
+def train_point(point: Point, out: Path, threads: int | None, verbose: bool) -> str:
+    """Trains (or resumes) one point in a child process; returns what was done: `skipped` (it
+    has finished before), `resumed` or `trained`."""
+    run_dir, log = out / point.name, out / "logs" / f"{point.name}.log"
+    if (run_dir / "metrics.json").is_file():
+        return "skipped"
+    if (run_dir / "config.json").is_file():
+        action, argv = "resumed", ["--out", str(run_dir), "--resume"]
+    else:
+        flags_file = out / "points" / f"{point.name}.json"
+        write_json_atomic(flags_file, point.flags)
+        action, argv = "trained", ["--config", str(flags_file), "--out", str(run_dir)]
+    env = dict(os.environ)
+    if threads is not None:
+        env.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as f:
+        subprocess.run([sys.executable, "-m", "tfuda.train", *argv, *(["--verbose"] if verbose else [])],
+                       stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, check=False)
+    return action
+
+
+def describe(entry: Entry, by: str) -> str:
+    if entry.status in USABLE:
+        score = entry.scores.get(by)
+        return (f"{entry.status}, {by} {score:.4f}" if score is not None else f"{entry.status}, no {by} score") + (
+            ", collapse alarm" if entry.alarm else "") + (
+            f", {entry.wall_time_s:.0f} s" if entry.wall_time_s is not None else "")
+    return f"{entry.status}: {entry.error}" if entry.error else entry.status
+
+
+def run_sweep(points: list[Point], out: Path, jobs: int, verbose: bool, by: str) -> list[Entry]:
+    """Trains every point (`jobs` at a time), printing one line per point; returns their entries."""
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    lock = threading.Lock()
+    done = []
+
+    def one(point: Point) -> Entry:
+        action = train_point(point, out, threads, verbose)
+        entry = read_entry(point, out / point.name, out / "logs" / f"{point.name}.log")
+        with lock:
+            done.append(point)
+            print(f"[{len(done)}/{len(points)}] {point.name}: {action}, {describe(entry, by)}", flush=True)
+        return entry
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, points))
+
+
+def export_chosen(run_dir: Path, export_dir: str, verbose: bool) -> int:
+    """Exports the chosen run with `python -m export.savedmodel` (a child process: tfuda does not
+    import export); returns its exit status."""
+    return subprocess.run([sys.executable, "-m", "export.savedmodel", "--run", str(run_dir), "--out", export_dir,
+                           *(["--verbose"] if verbose else [])], stdin=subprocess.DEVNULL, check=False).returncode
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0: a run was chosen (and exported), 1: none was, or
+    its export failed, 2: bad sweep file or flags)."""
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs must be a positive integer, got {args.jobs}")
+        sweep = read_sweep_file(args.config)
+        by = args.rank_by or sweep.rank_by or DEFAULT_RANK_BY
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot write the sweep directory '{out}': {err.strerror or err}") from None
+        print(f"tfuda sweep: {len(sweep.points)} runs in {out}, ranked by {by}"
+              + (f", {args.jobs} at a time" if args.jobs > 1 else ""), flush=True)
+        entries = run_sweep(sweep.points, out, args.jobs, args.verbose, by)
+        chosen = write_leaderboard(entries, sweep.grid_keys, by, out)
+        failed = sum(e.status not in USABLE for e in entries)
+        print(f"leaderboard: {out / 'leaderboard.csv'}, {out / 'leaderboard.html'}"
+              + (f" ({failed} of {len(entries)} runs left no model)" if failed else ""), flush=True)
+        if chosen is None:
+            print("error: no run of the sweep left a model; see the logs in " + str(out / "logs"), file=sys.stderr)
+            return 1
+        print(f"chosen: {out / chosen.point.name} ({describe(chosen, by)})", flush=True)
+        if args.export:
+            return 0 if export_chosen(out / chosen.point.name, args.export, args.verbose) == 0 else 1
+        return 0
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

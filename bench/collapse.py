@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from accuracy import cpu_model
 
 
@@ -22,7 +20,7 @@ def main() -> None:
     from tfuda.engine.evaluate import evaluate
     from tfuda.rundir import RunDir
     from tfuda.validate.alarm import concentration
-    from tfuda.validate.sample import TargetSample
+    from tfuda.validate.sample import TargetSample, source_prior
 
     print(f"{cpu_model()}\n{'run':<40} {'H(mean p)/log K':>15} {'max share ratio':>15} {'target acc':>10}")
     for path in sys.argv[1:]:
@@ -32,10 +30,7 @@ def main() -> None:
         model = run.load_model()
         sample = TargetSample(data.target, min(1000, data.target.info.num_examples), config["image_size"], config["seed"])
         probs, _ = sample.outputs(model)
-        prior = None
-        if data.source is not None:
-            counts = np.bincount(data.source.labels(), minlength=len(data.class_names))
-            prior = counts / counts.sum()
+        prior = source_prior(data.source, len(data.class_names))
         spread, ratio, _ = concentration(probs, prior)
         accuracy = evaluate(model, data.eval_target, config["image_size"]).accuracy if data.eval_target else float("nan")
         print(f"{path:<40} {spread:>15.3f} {ratio:>15.2f} {accuracy:>10.4f}")

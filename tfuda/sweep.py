@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank-by", choices=SCORES, help=f"validator to rank by (default: the file's rank_by, else {DEFAULT_RANK_BY})")
     p.add_argument("--jobs", type=int, default=1, help="points trained at once (default 1; each then gets "
                    "cores / jobs TensorFlow threads)")
+    p.add_argument("--shard", metavar="I/N", help="train only every N-th point from the I-th (1-based): run "
+                   "shards 1/N..N/N on N machines sharing --out, then once without --shard for the leaderboard")
     p.add_argument("--export", metavar="DIR", help="export the chosen run to DIR (python -m export.savedmodel)")
     p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return p
@@ -63,6 +65,16 @@ def train_point(point: Point, out: Path, threads: int | None, verbose: bool) -> 
     return action
 
 
+def shard_of(points: list[Point], shard: str | None) -> list[Point]:
+    """The points of `--shard I/N` (all without it)."""
+    if shard is None:
+        return points
+    index, _, count = shard.partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise ConfigError(f"--shard '{shard}': give I/N with 1 <= I <= N, e.g. --shard 1/4")
+    return points[int(index) - 1::int(count)]
+
+
 def describe(entry: Entry, by: str) -> str:
     if entry.status in USABLE:
         score = entry.scores.get(by)
@@ -72,22 +84,21 @@ def describe(entry: Entry, by: str) -> str:
     return f"{entry.status}: {entry.error}" if entry.error else entry.status
 
 
-def run_sweep(points: list[Point], out: Path, jobs: int, verbose: bool, by: str) -> list[Entry]:
-    """Trains every point (`jobs` at a time), printing one line per point; returns their entries."""
+def run_sweep(points: list[Point], out: Path, jobs: int, verbose: bool, by: str) -> None:
+    """Trains every point (`jobs` at a time), printing one line per point."""
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     lock = threading.Lock()
     done = []
 
-    def one(point: Point) -> Entry:
+    def one(point: Point) -> None:
         action = train_point(point, out, threads, verbose)
         entry = read_entry(point, out / point.name, out / "logs" / f"{point.name}.log")
         with lock:
             done.append(point)
             print(f"[{len(done)}/{len(points)}] {point.name}: {action}, {describe(entry, by)}", flush=True)
-        return entry
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(one, points))
+        list(pool.map(one, points))
 
 
 def export_chosen(run_dir: Path, export_dir: str, verbose: bool) -> int:
@@ -107,15 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.jobs < 1:
             raise ConfigError(f"--jobs must be a positive integer, got {args.jobs}")
         sweep = read_sweep_file(args.config)
+        points = shard_of(sweep.points, args.shard)
         by = args.rank_by or sweep.rank_by or DEFAULT_RANK_BY
         out = Path(args.out)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ConfigError(f"cannot write the sweep directory '{out}': {err.strerror or err}") from None
-        print(f"tfuda sweep: {len(sweep.points)} runs in {out}, ranked by {by}"
-              + (f", {args.jobs} at a time" if args.jobs > 1 else ""), flush=True)
-        entries = run_sweep(sweep.points, out, args.jobs, args.verbose, by)
+        print(f"tfuda sweep: {len(points)} runs in {out}" + (f" (shard {args.shard} of {len(sweep.points)})"
+              if args.shard else "") + f", ranked by {by}" + (f", {args.jobs} at a time" if args.jobs > 1 else ""),
+              flush=True)
+        run_sweep(points, out, args.jobs, args.verbose, by)
+        if args.shard:
+            print(f"shard {args.shard} done; run once without --shard for the leaderboard", flush=True)
+            return 0
+        entries = [read_entry(p, out / p.name, out / "logs" / f"{p.name}.log") for p in sweep.points]
         chosen = write_leaderboard(entries, sweep.grid_keys, by, out)
         failed = sum(e.status not in USABLE for e in entries)
         print(f"leaderboard: {out / 'leaderboard.csv'}, {out / 'leaderboard.html'}"

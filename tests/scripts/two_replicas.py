@@ -61,12 +61,13 @@ if mode == "step":
     results["loss_diff"] = abs(single_loss - double_loss)
 elif mode == "stats":
     # AdaMatch's batch statistics are per replica: on 2 replicas its logs must equal the mean of
-    # the logs of each half-batch computed alone (batch norm frozen, so examples are independent).
+    # the logs of each half-batch computed alone (batch norm frozen, so examples are independent;
+    # alignment by batch means, which the running statistics start from).
     from tfuda.methods import AdaMatch
 
     mirrored = make_strategy("mirrored")
     model = frozen_bn_model(mirrored)
-    method = AdaMatch()
+    method = AdaMatch(alignment="batch")
     spec = FeedSpec(8, 3, 16, AdaMatch.source_views, AdaMatch.target_views, seed=5)
 
     def feed():  # a new dataset each time: a second iterator over one dataset reshuffles
@@ -88,6 +89,21 @@ elif mode == "stats":
         abs(distributed[k] - (float(halves[0][k]) + float(halves[1][k])) / 2) for k in distributed)
     results["mask_rate_whole_batch"] = float(whole["monitors/mask_rate"])
     results["mask_rate_two_replicas"] = distributed["monitors/mask_rate"]
+    # The running alignment statistics: each replica updates from its own means, the variables
+    # keep their average (replica r sees the class distribution (r, 1 - r)).
+    from tfuda.methods.adamatch import AlignmentStatistics
+
+    with mirrored.scope():
+        stats = AlignmentStatistics(2, decay=0.5, window=2)
+
+    def update():
+        r = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.float32)
+        return stats.update(tf.stack([r, 1.0 - r]), tf.stack([r, 1.0 - r]))
+
+    seen = mirrored.experimental_local_results(mirrored.run(tf.function(update))[0])
+    results["running_seen_per_replica"] = [t.numpy().tolist() for t in seen]
+    results["running_source_mean"] = stats.source_mean.numpy().tolist()
+    results["running_target_last"] = stats.target_means.numpy()[-1].tolist()
 elif mode == "views":
     # --augment-on device on 2 replicas: each replica makes the views of its half of the global
     # batch inside the train step; they must equal the views one replica makes of the whole batch.

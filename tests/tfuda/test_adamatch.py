@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfuda.methods.adamatch import (AdaMatch, align_distribution, interpolate_logits,
+from tfuda.methods.adamatch import (AdaMatch, AlignmentStatistics, align_distribution, interpolate_logits,
                                     relative_threshold, source_only_logits)
 from tfuda.methods.base import warmup
 from tfuda.models import build_model
@@ -11,13 +11,55 @@ from tfuda.models import build_model
 def test_alignment_renormalises_and_moves_the_target_distribution():
     p_source = tf.constant([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])  # source mean: .45 .45 .1
     p_target = tf.constant([[0.6, 0.2, 0.2], [0.5, 0.3, 0.2]])  # target mean: .55 .25 .2
-    aligned = align_distribution(p_target, p_source).numpy()
+    aligned = align_distribution(p_target, tf.reduce_mean(p_source, 0), tf.reduce_mean(p_target, 0)).numpy()
     np.testing.assert_allclose(aligned.sum(axis=1), 1.0, rtol=1e-6)
     # Hand-computed: row 0 * (.45/.55, .45/.25, .1/.2) = (.4909, .36, .1) / .9509
     np.testing.assert_allclose(aligned[0], [0.5163, 0.3786, 0.1052], atol=1e-3)
     # Class 1 was under-predicted on the target relative to the source: it gains mass.
     assert (aligned[:, 1] > p_target.numpy()[:, 1]).all()
     assert (aligned[:, 2] < p_target.numpy()[:, 2]).all()
+
+
+def test_running_statistics_follow_the_official_code_by_hand():
+    stats = AlignmentStatistics(2, decay=0.5, window=2)
+    np.testing.assert_allclose(stats.source_mean.numpy(), [0.5, 0.5])  # both start uniform
+    source, target = stats.update(tf.constant([1.0, 0.0]), tf.constant([0.0, 1.0]))
+    np.testing.assert_allclose(source, [0.75, 0.25])  # 0.5 * uniform + 0.5 * batch mean
+    np.testing.assert_allclose(target, [0.25, 0.75])  # mean of (uniform, [0, 1])
+    source, target = stats.update(tf.constant([1.0, 0.0]), tf.constant([0.2, 0.8]))
+    np.testing.assert_allclose(source, [0.875, 0.125])
+    np.testing.assert_allclose(target, [0.1, 0.9])  # the uniform start left the 2-batch window
+    np.testing.assert_allclose(stats.target_means.numpy(), [[0.0, 1.0], [0.2, 0.8]])
+    assert AlignmentStatistics.from_config(stats.get_config()).window == 2
+
+
+def test_adamatch_aligns_with_running_statistics_by_default_and_batch_means_on_request():
+    from pipelines.errors import UserError
+    from tfuda.config import Config
+    from tfuda.engine.run import complete_for_method
+
+    model = build_model("cnn-small", 3, 8)
+    running, batch = AdaMatch(), AdaMatch(alignment="batch")
+    running.build(model)
+    batch.build(model)
+    assert [layer.name for layer in running.extra_layers] == ["alignment_statistics"]
+    assert batch.extra_layers == []
+    p_x, p_u = tf.constant([[0.8, 0.1, 0.1]]), tf.constant([[0.2, 0.2, 0.6]])
+    np.testing.assert_allclose(batch.class_distributions(p_x, p_u)[0], [0.8, 0.1, 0.1])
+    source, _ = running.class_distributions(p_x, p_u)  # barely moves from uniform (decay 0.999)
+    np.testing.assert_allclose(source, 0.999 / 3 + 0.001 * np.array([0.8, 0.1, 0.1]), rtol=1e-5)
+    with pytest.raises(UserError, match="alignment=mean: choose running or batch"):
+        complete_for_method(Config(method_args={"alignment": "mean"}).validate(), set())
+
+
+def test_the_running_statistics_are_checkpointed(tiny_run):
+    checkpoint = tf.train.latest_checkpoint(str(tiny_run / "checkpoints"))
+    saved = {name: shape for name, shape in tf.train.list_variables(checkpoint)}
+    means = [name for name in saved if "method_0" in name and "target_means" in name]
+    assert len(means) == 1 and saved[means[0]] == [128, 10]
+    values = tf.train.load_variable(checkpoint, means[0])
+    assert not np.allclose(values[-1], 0.1)  # the last 6 rows hold the 6 steps' target means
+    np.testing.assert_allclose(values[:-6], 0.1)
 
 
 def test_threshold_is_relative_to_source_confidence():

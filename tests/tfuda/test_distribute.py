@@ -48,6 +48,9 @@ def test_adamatch_statistics_are_per_replica(tmp_path):
     # The 2-replica logs equal the mean of each half-batch's own threshold, alignment and mask.
     assert results["max_diff_vs_per_replica"] < 1e-5
     assert 0.0 <= results["mask_rate_two_replicas"] <= 1.0
+    # Running alignment statistics: each replica's own update, then their average is kept.
+    assert results["running_seen_per_replica"] == [[0.25, 0.75], [0.75, 0.25]]
+    assert results["running_source_mean"] == [0.5, 0.5] and results["running_target_last"] == [0.5, 0.5]
 
 
 def test_on_device_views_on_two_replicas_equal_the_one_replica_views(tmp_path):

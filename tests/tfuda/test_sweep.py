@@ -114,3 +114,13 @@ def test_a_sweep_runs_every_point_ranks_them_resumes_and_exports_the_chosen_one(
     assert json.loads((out / chosen / "metrics.json").read_text())["steps"] == 2
     report = json.loads((tmp_path / "exp" / "reports" / "tfuda" / "1.json").read_text())
     assert report["passed"] and report["run"].endswith(chosen)
+
+
+def test_shards_split_the_grid_and_a_bad_shard_is_one_error_line(tmp_path, capsys):
+    from tfuda.sweep import main, shard_of
+
+    points = [Point(str(i), {}, {}) for i in range(7)]
+    shards = [shard_of(points, f"{i}/3") for i in (1, 2, 3)]
+    assert [[p.name for p in s] for s in shards] == [["0", "3", "6"], ["1", "4"], ["2", "5"]]
+    assert main(["--config", write(tmp_path, TINY), "--out", str(tmp_path / "out"), "--shard", "4/3"]) == 2
+    assert "--shard '4/3': give I/N with 1 <= I <= N" in capsys.readouterr().err

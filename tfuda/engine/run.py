@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from pipelines.augment import Augment
@@ -28,7 +27,7 @@ from tfuda.models import build_model
 from tfuda.models.init import init_class_names, load_init
 from tfuda.rundir import RunDir
 from tfuda.validate.alarm import collapse_alarm
-from tfuda.validate.sample import TargetSample, score
+from tfuda.validate.sample import TargetSample, score, source_prior
 
 DEFAULT_VALIDATION_SIZE = 1000
 
@@ -50,7 +49,7 @@ def complete_for_method(config: Config, given: set[str]) -> Config:
       given: the fields the user set explicitly (command line or config file).
     """
     method_cls = method_class(config.method)
-    method_cls.parse_args(config.method_args)  # an unknown or ill-typed --method-arg fails before any write
+    method_cls.from_config(config)  # an unknown, ill-typed or invalid --method-arg fails before any write
     if config.lr is None:
         config.lr = method_cls.default_lr
     if method_cls.source_free():
@@ -162,10 +161,7 @@ def validation(config: Config, data: RunData) -> Callable | None:
                           f"'{target.info.spec}' ({available} images): give at most {available}")
     size = config.validation_size or min(DEFAULT_VALIDATION_SIZE, available or DEFAULT_VALIDATION_SIZE)
     sample = TargetSample(target, size, config.image_size, config.seed)
-    prior = None
-    if data.source is not None:
-        counts = np.bincount(data.source.labels(), minlength=len(data.class_names))
-        prior = counts / counts.sum()
+    prior = source_prior(data.source, len(data.class_names))
     names = list(data.class_names)
 
     def validate(model: keras.Model) -> tuple[dict[str, float], str | None]:

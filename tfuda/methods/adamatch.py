@@ -7,7 +7,11 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    z'' = f(x) in training mode on the source alone, its batch-norm statistic updates discarded.
    z_x = lambda * z'_x + (1 - lambda) * z''_x with lambda ~ U(0, 1) element-wise.
 2. Distribution alignment. p_x = softmax(z_x,w), p_u = softmax(z'_u,w);
-   p~_u = normalize(p_u * E[p_x] / E[p_u]) (per class, batch means, rows renormalised to 1).
+   p~_u = normalize(p_u * m_x / m_u) (per class, rows renormalised to 1), where, as in the
+   official code, m_x is an exponential moving average (decay 0.999) of the batch means E[p_x]
+   and m_u the mean of the last 128 batch means E[p_u], both starting from uniform
+   (`AlignmentStatistics`, checkpointed; `--method-arg alignment=batch` uses the current
+   batch's means instead).
 3. Relative confidence threshold. c_tau = tau * E[max_k p_x]; mask = max_k p~_u >= c_tau;
    hard pseudo-labels y^_u = argmax_k p~_u (no gradient through 2-3).
 4. Loss. L_source = (CE(y, z_x,w) + CE(y, z_x,s)) / 2; L_target = E[mask * CE(y^_u, z'_u,s)];
@@ -23,23 +27,61 @@ import keras
 import tensorflow as tf
 
 from pipelines.augment import unit_uniform
+from pipelines.errors import UserError
 from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
 from tfuda.models.common import batch_norm_layers
 
 
-def align_distribution(p_target: tf.Tensor, p_source: tf.Tensor, eps: float = 1e-6) -> tf.Tensor:
-    """Scales target probabilities per class by mean source / mean target, rows renormalised.
+def align_distribution(p_target: tf.Tensor, source_mean: tf.Tensor, target_mean: tf.Tensor,
+                       eps: float = 1e-6) -> tf.Tensor:
+    """Scales target probabilities per class by source_mean / target_mean, rows renormalised.
 
     Args:
       p_target: float `[U, K]` target class probabilities.
-      p_source: float `[B, K]` source class probabilities.
+      source_mean, target_mean: float `[K]` class distributions of the source and target
+        predictions (batch means, or `AlignmentStatistics`' running ones).
 
     Returns:
       float `[U, K]` rows summing to 1.
     """
-    ratio = (tf.reduce_mean(p_source, 0) + eps) / (tf.reduce_mean(p_target, 0) + eps)
-    aligned = p_target * ratio
+    aligned = p_target * (source_mean + eps) / (target_mean + eps)
     return aligned / tf.reduce_sum(aligned, axis=1, keepdims=True)
+
+
+class AlignmentStatistics(keras.layers.Layer):
+    """AdaMatch's running class distributions, as in the official code: an exponential moving
+    average of the source batches' mean prediction and a moving window over the target batches'
+    mean predictions, both starting from uniform.
+
+    Args:
+      num_classes: K.
+      decay: EMA decay of the source mean (official: 0.999).
+      window: how many target batch means are averaged (official: 128).
+
+    Non-trainable float32 weights, checkpointed with the run. Under a distribution strategy
+    each replica's update is averaged over the replicas (`aggregation="mean"`), like the
+    official code's per-device statistics, averaged after each step.
+    """
+
+    def __init__(self, num_classes: int, decay: float = 0.999, window: int = 128, **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32"})
+        self.num_classes, self.decay, self.window = num_classes, decay, window
+        uniform = keras.initializers.Constant(1.0 / num_classes)
+        self.source_mean = self.add_weight(shape=(num_classes,), initializer=uniform, trainable=False,
+                                           aggregation="mean", name="source_mean")
+        self.target_means = self.add_weight(shape=(window, num_classes), initializer=uniform, trainable=False,
+                                            aggregation="mean", name="target_means")
+
+    def update(self, source_batch_mean: tf.Tensor, target_batch_mean: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Adds one step's batch means (float `[K]` each); returns the updated `(m_x, m_u)` `[K]`."""
+        source = self.decay * self.source_mean + (1.0 - self.decay) * source_batch_mean
+        targets = tf.concat([self.target_means[1:], target_batch_mean[None]], 0)
+        self.source_mean.assign(source)
+        self.target_means.assign(targets)
+        return source, tf.reduce_mean(targets, 0)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_classes": self.num_classes, "decay": self.decay, "window": self.window}
 
 
 def relative_threshold(p_source: tf.Tensor, tau: float) -> tf.Tensor:
@@ -76,17 +118,41 @@ def source_only_logits(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
     return logits
 
 
+ALIGNMENTS = ("running", "batch")
+"""`alignment` choices: the official running statistics, or the current batch's means."""
+
+
 class AdaMatch(Method):
-    """AdaMatch for UDA, SSL and SSDA. Hyper-parameters: tau (0.9), lambda_u (1.0)."""
+    """AdaMatch for UDA, SSL and SSDA. Hyper-parameters: tau (0.9), lambda_u (1.0), alignment
+    (`running`: the official code's statistics; `batch`: the current batch's means)."""
 
     name = "adamatch"
     source_views = ("weak", "strong")
     target_views = ("weak", "strong")
     default_uratio = 3
 
-    def __init__(self, tau: float = 0.9, lambda_u: float = 1.0):
+    def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "running"):
+        if alignment not in ALIGNMENTS:
+            raise UserError(f"--method-arg alignment={alignment}: choose {' or '.join(ALIGNMENTS)}")
         self.tau = tau
         self.lambda_u = lambda_u
+        self.alignment = alignment
+        self.statistics: AlignmentStatistics | None = None
+
+    def build(self, model: keras.Model) -> None:
+        if self.alignment == "running":
+            self.statistics = AlignmentStatistics(model.get_layer("logits").units, name="alignment_statistics")
+
+    @property
+    def extra_layers(self):
+        return [self.statistics] if self.statistics is not None else []
+
+    def class_distributions(self, p_source: tf.Tensor, p_target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """`(m_x, m_u)` `[K]` of step 2 from this step's `[B, K]` / `[U, K]` predictions."""
+        source_mean, target_mean = tf.reduce_mean(p_source, 0), tf.reduce_mean(p_target, 0)
+        if self.statistics is None:
+            return source_mean, target_mean
+        return self.statistics.update(source_mean, target_mean)
 
     def loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
         src, tgt = batch["source"], batch["target"]
@@ -102,7 +168,8 @@ class AdaMatch(Method):
         logits_u_weak, logits_u_strong = tf.split(logits_u, 2)
 
         p_x = tf.nn.softmax(tf.stop_gradient(logits_x_weak))
-        p_u = align_distribution(tf.nn.softmax(tf.stop_gradient(logits_u_weak)), p_x)
+        p_u_raw = tf.nn.softmax(tf.stop_gradient(logits_u_weak))
+        p_u = align_distribution(p_u_raw, *self.class_distributions(p_x, p_u_raw))
         threshold = relative_threshold(p_x, self.tau)
         pseudo_labels = tf.argmax(p_u, axis=1)
         mask = tf.cast(tf.reduce_max(p_u, axis=1) >= threshold, tf.float32)

@@ -34,6 +34,14 @@ class TargetSample:
         return np.concatenate(probs), np.concatenate(features)
 
 
+def source_prior(source: Source | None, num_classes: int) -> np.ndarray | None:
+    """The labeled source's class proportions `[K]` float64 (None without source data)."""
+    if source is None:
+        return None
+    counts = np.bincount(source.labels(), minlength=num_classes)
+    return counts / counts.sum()
+
+
 def score(probs: np.ndarray, features: np.ndarray, prior: np.ndarray | None = None) -> dict[str, float]:
     """Every validator of `tfuda.validate.VALIDATORS`: {name: score, higher is better}.
 

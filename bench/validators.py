@@ -16,8 +16,9 @@ Trains a sweep (`python -m tfuda.sweep`) of methods (adamatch, fixmatch, dann, s
   * the mean target-accuracy gain of `--select <validator>` over `--select last`, from each run's
     evaluations (`eval_history`).
 
-and for the collapse alarm: which runs it fired on, beside the runs whose accuracy fell below the
-source-only run of the same steps, learning rate and seed. Target labels are used here to judge
+and for the collapse alarm: which runs it fired on, beside the runs that collapsed — judged with
+the target test labels: some class is predicted at least 3 (or 4) times as often as it occurs —
+and the runs whose accuracy fell below the source-only run of the same steps, learning rate and seed. Target labels are used here to judge
 the validators, never by them. Finished runs in `--out` are reused (the sweep resumes).
 """
 
@@ -36,6 +37,9 @@ from accuracy import cpu_model
 METHODS = ("adamatch", "fixmatch", "dann", "source-only")
 SAMPLE = 360
 """Images per scoring sample: all of `digits-m:test`, and as many training-target images."""
+COLLAPSED = (3.0, 4.0)
+"""A run collapsed when a class's predicted share on the target test set is >= this x its true share
+(two thresholds: moderate and severe concentration)."""
 
 
 def sweep_file(args: argparse.Namespace, path: Path) -> None:
@@ -50,9 +54,11 @@ def sweep_file(args: argparse.Namespace, path: Path) -> None:
     }, sort_keys=False))
 
 
-def rescore(run_dir: Path) -> dict[str, dict[str, float]]:
-    """The run's model scored on a training-target sample and on the held-out target images."""
+def rescore(run_dir: Path) -> tuple[dict[str, dict[str, float]], float]:
+    """The run's model scored on a training-target sample and on the held-out target images, and
+    the largest ratio of a class's predicted share to its true share on the target test set."""
     from pipelines.run_data import RunData
+    from tfuda.inference import predict_source
     from tfuda.rundir import RunDir
     from tfuda.validate.sample import TargetSample, score, source_prior
 
@@ -61,8 +67,13 @@ def rescore(run_dir: Path) -> dict[str, dict[str, float]]:
     data = RunData(config, run.class_names(), f"run '{run_dir}'")
     prior = source_prior(data.source, len(data.class_names))
     samples = {"train": data.target, "held-out": data.eval_target}
-    return {name: score(*TargetSample(source, SAMPLE, config["image_size"], 0).outputs(model), prior)
-            for name, source in samples.items()}
+    scores = {name: score(*TargetSample(source, SAMPLE, config["image_size"], 0).outputs(model), prior)
+              for name, source in samples.items()}
+    probs, labels = predict_source(model, data.eval_target, config["image_size"])
+    classes = len(data.class_names)
+    predicted = np.bincount(probs.argmax(axis=1), minlength=classes) / len(labels)
+    true = np.bincount(labels, minlength=classes) / len(labels)
+    return scores, float((predicted / np.maximum(true, 1e-12)).max())
 
 
 def spearman(x: list[float], y: list[float]) -> float:
@@ -106,7 +117,9 @@ def main() -> None:
     runs = [(p, e) for p, e in zip(points, entries) if e.status in USABLE]
     metrics = {p.name: json.loads((out / "runs" / p.name / "metrics.json").read_text()) for p, _ in runs}
     accuracy = {p.name: e.target_accuracy for p, e in runs}
-    scores = {p.name: rescore(out / "runs" / p.name) for p, _ in runs}
+    rescored = {p.name: rescore(out / "runs" / p.name) for p, _ in runs}
+    scores = {name: value[0] for name, value in rescored.items()}
+    share = {name: value[1] for name, value in rescored.items()}
     best = max(accuracy.values())
 
     lines = [f"digits -> digits-m, cnn-small, batch 8, {len(entries)} runs ({len(runs)} left a model), "
@@ -130,14 +143,21 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
     lines += ["", f"best target accuracy in the grid: {best:.4f}", "",
-              "| run | target accuracy | source-only (same steps, lr, seed) | im | collapse alarm on its model |",
-              "|---|---|---|---|---|"]
+              "| run | target accuracy | source-only (same steps, lr, seed) | im | largest predicted / true share "
+              "(test) | collapse alarm on its model |", "|---|---|---|---|---|---|"]
+    alarmed = {p.name for p, e in runs if e.alarm}
     for point, entry in runs:
         baseline = next((accuracy[p.name] for p, _ in runs if p.values["method"] == "source-only"
                          and all(p.values[k] == point.values[k] for k in ("lr", "steps", "seed"))), None)
         lines.append(f"| {point.name} | {accuracy[point.name]:.4f} | "
                      f"{'' if baseline is None else f'{baseline:.4f}'} | {entry.scores.get('im', float('nan')):.3f} | "
-                     f"{'yes' if entry.alarm else 'no'} |")
+                     f"{share[point.name]:.2f} | {'yes' if entry.alarm else 'no'} |")
+    lines.append("")
+    for threshold in COLLAPSED:
+        collapsed = {name for name, ratio in share.items() if ratio >= threshold}
+        lines.append(f"collapsed (a class predicted >= {threshold:g}x its true share on the test set): "
+                     f"{len(collapsed)} runs; the alarm fired on {len(collapsed & alarmed)} of them and on "
+                     f"{len(alarmed - collapsed)} of the {len(accuracy) - len(collapsed)} others")
     text = "\n".join(lines)
     print(text)
     (out / "validators.md").write_text(text + "\n")

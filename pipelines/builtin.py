@@ -7,7 +7,20 @@ a colour photograph (scikit-image's sample images) as |digit - patch| per channe
 is built from the train digits and `digits-m:test` from the test digits, so a target test image
 never shares its digit with any training image of either domain.
 
-Both are built in memory in well under a second; nothing is downloaded or written to disk.
+Two more targets make a suite of shifts of different kinds (`SUITE`), built the same way:
+
+* `digits-c`: the digits upscaled to 32x32 grayscale, each with one corruption of the
+  CIFAR-10-C recipe (Hendrycks & Dietterich, ICLR 2019) at severity 5 — Gaussian noise
+  (sigma 0.38), Gaussian blur (sigma 1), contrast (x 0.15 around the mean) or JPEG (quality
+  10; CIFAR-10-C's 40 leaves 32x32 digits almost intact) — chosen per image with a fixed seed;
+* `digits-m-lt`: a long-tailed `digits-m`: class k keeps 10^(-r/9) of its images, r its rank
+  in a fixed shuffle of the classes (imbalance ratio 10), in both splits — the class proportions
+  of the target differ strongly from the source's.
+
+With `digits-m` -> `digits` (the photo-like domain as source, the plain one as target) they make
+the four tasks of `SUITE`.
+
+Every set is built in memory in about a second; nothing is downloaded or written to disk.
 """
 
 from __future__ import annotations
@@ -76,16 +89,88 @@ def _digits_m(split: str) -> tuple[np.ndarray, np.ndarray]:
     return out, labels
 
 
+CORRUPTIONS = {"gaussian_noise": 0.38, "gaussian_blur": 1.0, "contrast": 0.15, "jpeg": 10}
+"""`digits-c`'s corruptions and their parameters (CIFAR-10-C severity 5; JPEG quality lowered)."""
+
+
+def _corrupt(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """One corruption of a float `[S, S]` image in [0, 1]; returns the same shape, clipped to [0, 1]."""
+    import io
+
+    from PIL import Image
+    from skimage.filters import gaussian
+
+    value = CORRUPTIONS[kind]
+    if kind == "gaussian_noise":
+        image = image + rng.normal(0.0, value, image.shape)
+    elif kind == "gaussian_blur":
+        image = gaussian(image, sigma=value)
+    elif kind == "contrast":
+        image = (image - image.mean()) * value + image.mean()
+    else:
+        buffer = io.BytesIO()
+        Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(buffer, "JPEG", quality=value)
+        image = np.asarray(Image.open(buffer), np.float64) / 255.0
+    return np.clip(image, 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_c(split: str) -> tuple[np.ndarray, np.ndarray]:
+    digits, labels = _digits()[split]
+    rng = np.random.default_rng([SPLIT_SEED, 2, SPLITS.index(split)])
+    kinds = list(CORRUPTIONS)
+    upscaled = _upscale(digits, DIGITS_M_SIZE)[..., 0].astype(np.float64) / 255.0
+    out = np.empty((len(digits), DIGITS_M_SIZE, DIGITS_M_SIZE, 1), np.uint8)
+    for i, kind in enumerate(rng.integers(0, len(kinds), len(digits))):
+        out[i, ..., 0] = np.round(_corrupt(upscaled[i], kinds[kind], rng) * 255).astype(np.uint8)
+    return out, labels
+
+
+LONG_TAIL_RATIO = 10.0
+"""`digits-m-lt`: the most frequent class has this many times the images of the rarest."""
+
+
+def long_tail_fractions(num_classes: int, ratio: float = LONG_TAIL_RATIO) -> np.ndarray:
+    """Per class, the fraction of its images `digits-m-lt` keeps: ratio^(-r/(K-1)) for the class of
+    rank r in a fixed shuffle of the classes. float64 `[K]`, max 1, min 1/ratio."""
+    order = np.random.default_rng([SPLIT_SEED, 3]).permutation(num_classes)
+    fractions = np.empty(num_classes)
+    fractions[order] = ratio ** (-np.arange(num_classes) / (num_classes - 1))
+    return fractions
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_m_lt(split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = _digits_m(split)
+    fractions = long_tail_fractions(len(CLASS_NAMES))
+    keep = np.concatenate([np.flatnonzero(labels == k)[:max(1, round(fractions[k] * np.sum(labels == k)))]
+                           for k in range(len(CLASS_NAMES))])
+    keep.sort()
+    return images[keep], labels[keep]
+
+
+_LOADERS = {
+    "digits": lambda split: _digits()[split],
+    "digits-m": _digits_m,
+    "digits-c": _digits_c,
+    "digits-m-lt": _digits_m_lt,
+}
+
+
 def load(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Returns `(images uint8 [N, H, W, C], labels int64 [N])` of a built-in data set.
 
     Args:
-      name: `digits` ([N, 8, 8, 1]) or `digits-m` ([N, 32, 32, 3]).
+      name: `digits` ([N, 8, 8, 1]), `digits-m`, `digits-m-lt` ([N, 32, 32, 3]) or `digits-c`
+        ([N, 32, 32, 1]).
       split: `train` or `test`.
     """
-    if name == "digits":
-        return _digits()[split]
-    return _digits_m(split)
+    return _LOADERS[name](split)
 
 
-BUILTINS = ("digits", "digits-m")
+BUILTINS = tuple(_LOADERS)
+
+SUITE = (("digits", "digits-m"), ("digits", "digits-c"), ("digits", "digits-m-lt"), ("digits-m", "digits"))
+"""The built-in shifts as (labeled source, unlabeled target) specs: colour and background,
+corruption, class imbalance, and the photo-like domain to the plain one. Each target's `:test`
+split is its labeled evaluation set, never trained on."""

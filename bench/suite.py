@@ -1,0 +1,142 @@
+"""Every method on every built-in shift: target accuracy and the fraction of the source-only -> oracle gap closed.
+
+    python bench/suite.py [--methods source-only,adamatch,adamatch-batch,fixmatch,dann,contrastive]
+                          [--steps 1200] [--batch-size 8] [--seeds 0] [--out bench/out/suite]
+                          [--samples docs/suite.png]
+
+For each task of `pipelines.builtin.SUITE` (labeled source -> unlabeled target) trains each
+method, and an oracle (source-only on the *labeled* target training images, same pipeline and
+budget), in one sweep (`python -m tfuda.sweep`; finished runs in `--out` are reused). Prints, per
+task, each method's target accuracy on `TARGET:test` (never trained on), the gap closed
+(method - source-only) / (oracle - source-only), and the wall time, with the CPU it ran on.
+`adamatch-batch` is AdaMatch aligning with the current batch's means instead of the official
+running statistics (`--method-arg alignment=batch`). `--samples PNG` writes a row of sample
+images per data set of the suite (the README's picture) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from accuracy import cpu_model, gap_closed
+
+VARIANTS = {
+    "source-only": {"method": "source-only"},
+    "adamatch": {"method": "adamatch"},
+    "adamatch-batch": {"method": "adamatch", "method_args.alignment": "batch"},
+    "fixmatch": {"method": "fixmatch"},
+    "dann": {"method": "dann"},
+    "contrastive": {"method": "contrastive"},
+}
+"""Method variants by bench name: the grid values that make each."""
+
+
+def grid(tasks, variants: list[str], seeds: list[int]) -> list[dict]:
+    """The sweep's grids: every variant on every task, and one oracle per task."""
+    grids = []
+    for source, target in tasks:
+        for name in variants:
+            grids.append({"source": source, "target": target, **VARIANTS[name], "seed": seeds})
+        grids.append({"source": target, "target": target, "method": "source-only", "eval_target": f"{target}:test",
+                      "eval_source": f"{source}:test", "seed": seeds})
+    return grids
+
+
+def variant_of(values: dict) -> str:
+    """The bench name of a sweep point (`oracle` for the labeled-target run)."""
+    if values["source"] == values["target"]:
+        return "oracle"
+    return next(name for name, flags in VARIANTS.items()
+                if all(values.get(k) == v for k, v in flags.items()) and set(values) - {"source", "target", "seed"} == set(flags))
+
+
+def write_samples(path: Path, count: int = 10) -> None:
+    """One row of `count` training images (one per class) per built-in data set, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipelines import builtin
+
+    fig, axes = plt.subplots(len(builtin.BUILTINS), count, figsize=(count * 0.8, len(builtin.BUILTINS) * 0.9))
+    for row, name in enumerate(builtin.BUILTINS):
+        images, labels = builtin.load(name, "train")
+        for k in range(count):
+            image = images[np.flatnonzero(labels == k)[0]]
+            axes[row, k].imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+            axes[row, k].set_xticks([])
+            axes[row, k].set_yticks([])
+        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default=",".join(VARIANTS))
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--out", default=f"bench/out/suite-{time.strftime('%Y%m%d-%H%M%S')}")
+    parser.add_argument("--samples", help="write the sample-image PNG here and exit")
+    args = parser.parse_args()
+    if args.samples:
+        write_samples(Path(args.samples))
+        return
+
+    from pipelines.builtin import SUITE
+    from tfuda.grid import read_sweep_file
+    from tfuda.sweep import main as sweep
+
+    variants = [v for v in args.methods.split(",") if v != "source-only"]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown --methods {', '.join(sorted(unknown))}: choose from {', '.join(VARIANTS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.yaml").write_text(yaml.safe_dump({
+        "train": {"steps": args.steps, "batch_size": args.batch_size},
+        "grid": grid(SUITE, ["source-only", *variants], seeds)}, sort_keys=False))
+    started = time.perf_counter()
+    sweep(["--config", str(out / "sweep.yaml"), "--out", str(out / "runs")])
+    wall = time.perf_counter() - started
+
+    results: dict[tuple[str, str], dict[str, list]] = {}
+    for point in read_sweep_file(str(out / "sweep.yaml")).points:
+        metrics_file = out / "runs" / point.name / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        task = (point.values["eval_source"].split(":")[0], point.values["source"]) if "eval_source" in point.values \
+            else (point.values["source"], point.values["target"])
+        cell = results.setdefault(task, {}).setdefault(variant_of(point.values), [])
+        if metrics.get("status") in ("completed", "rolled_back"):
+            cell.append((metrics["target_accuracy"], metrics["wall_time_s"]))
+    lines = [f"built-in suite, cnn-small, batch {args.batch_size}, {args.steps} steps, seeds {args.seeds}, "
+             f"{cpu_model()}, sweep wall time {wall / 60:.0f} min; target accuracy on TARGET:test (mean over seeds)", "",
+             "| task | method | target accuracy | gap closed | wall time per run |", "|---|---|---|---|---|"]
+    for (source, target), by_variant in results.items():
+        mean = {name: np.mean([a for a, _ in runs]) if runs else float("nan") for name, runs in by_variant.items()}
+        for name, runs in by_variant.items():
+            closed = gap_closed(mean["source-only"], mean[name], mean["oracle"])
+            lines.append(f"| {source} → {target} | {name} | {mean[name]:.4f} | {closed:.0%} | "
+                         f"{np.mean([w for _, w in runs]) if runs else float('nan'):.0f} s |")
+    text = "\n".join(lines)
+    print(text)
+    (out / "suite.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    from tfuda.cli import quiet_output
+
+    with quiet_output():
+        main()

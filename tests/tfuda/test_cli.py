@@ -47,10 +47,13 @@ def test_quiet_output_hides_known_noise_only(capfd, argv, hidden):
 
 def test_export_of_a_run_prints_only_its_own_lines(trained_run, tmp_path):
     # In a fresh process, as a user runs it: TensorFlow's start-up, the TFLite converter's int8
-    # calibration, LiteRT and the SavedModel's lookup table all print nothing on stderr.
+    # calibration, LiteRT and the SavedModel's lookup table all print nothing on stderr. On 64
+    # images one int8 disagreement is 1.6 points, so the int8 bar is lowered here: this test is
+    # about output; test_export checks the default bar (0.97) on 200 images.
     done = subprocess.run(
         [sys.executable, "-m", "export.savedmodel", "--run", str(trained_run), "--out", str(tmp_path / "exp"),
-         "--formats", "savedmodel,tflite", "--quantize", "int8", "--max-eval-images", "64", "--no-report"],
+         "--formats", "savedmodel,tflite", "--quantize", "int8", "--max-eval-images", "64",
+         "--min-agreement-int8", "0.9", "--no-report"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
         env={**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-3000:]

@@ -60,6 +60,22 @@ def gap_closed(source_only: float, method: float, oracle: float) -> float:
     return (method - source_only) / max(oracle - source_only, 1e-9)
 
 
+def publish(lines: list[str], path: Path) -> None:
+    """Prints a benchmark's table and writes it to `path` (Markdown)."""
+    text = "\n".join(lines)
+    print(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+
+
+def run_quietly(main) -> None:
+    """Runs a benchmark's `main` with TensorFlow's start-up chatter filtered, as the CLIs do."""
+    from tfuda.cli import quiet_output
+
+    with quiet_output():
+        main()
+
+
 def bench_args(doc: str, name: str) -> tuple[argparse.Namespace, list[str], Path]:
     """`--steps`, `--seed`, `--out` of a training benchmark; other flags pass to every run."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -11,7 +11,7 @@ Finished runs in `--out` are reused, so an interrupted benchmark can be continue
 
 from __future__ import annotations
 
-from accuracy import RUNS, bench_args, cpu_model, gap_closed, run_all
+from accuracy import RUNS, bench_args, cpu_model, gap_closed, publish, run_all
 
 METHOD_RUNS = {
     "source-only": RUNS["source-only"],
@@ -35,10 +35,7 @@ def main() -> None:
         closed = gap_closed(acc["source-only"], acc[name], acc["oracle"])
         rows.append(f"| {name} | {m['target_accuracy']:.4f} | {m['source_accuracy']:.4f} | "
                     f"{m['wall_time_s']:.0f} s | {closed:.0%} |")
-    text = "\n".join(rows)
-    print(text)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "methods.md").write_text(text + "\n")
+    publish(rows, out / "methods.md")
 
 
 if __name__ == "__main__":

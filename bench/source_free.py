@@ -16,7 +16,7 @@ import argparse
 import time
 from pathlib import Path
 
-from accuracy import RUNS, cpu_model, gap_closed, run_all
+from accuracy import RUNS, cpu_model, gap_closed, publish, run_all
 
 
 def main() -> None:
@@ -43,9 +43,7 @@ def main() -> None:
         rows.append(f"| {name.rsplit('-', 1)[0] if name in adapted else name} | "
                     f"{used.get(name, 'source-only model + digits-m')} | {m['steps']} | {m['target_accuracy']:.4f} | "
                     f"{gap_closed(acc['source-only'], acc[name], acc['oracle']):.0%} | {m['wall_time_s']:.0f} s |")
-    text = "\n".join(rows)
-    print(text)
-    (out / "source_free.md").write_text(text + "\n")
+    publish(rows, out / "source_free.md")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from accuracy import cpu_model, gap_closed
+from accuracy import cpu_model, gap_closed, publish, run_quietly
 
 VARIANTS = {
     "source-only": {"method": "source-only"},
@@ -130,13 +130,8 @@ def main() -> None:
             closed = gap_closed(mean["source-only"], mean[name], mean["oracle"])
             lines.append(f"| {source} → {target} | {name} | {mean[name]:.4f} | {closed:.0%} | "
                          f"{np.mean([w for _, w in runs]) if runs else float('nan'):.0f} s |")
-    text = "\n".join(lines)
-    print(text)
-    (out / "suite.md").write_text(text + "\n")
+    publish(lines, out / "suite.md")
 
 
 if __name__ == "__main__":
-    from tfuda.cli import quiet_output
-
-    with quiet_output():
-        main()
+    run_quietly(main)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from accuracy import cpu_model
+from accuracy import cpu_model, publish, run_quietly
 
 METHODS = ("adamatch", "fixmatch", "dann", "source-only")
 SAMPLE = 360
@@ -158,13 +158,8 @@ def main() -> None:
         lines.append(f"collapsed (a class predicted >= {threshold:g}x its true share on the test set): "
                      f"{len(collapsed)} runs; the alarm fired on {len(collapsed & alarmed)} of them and on "
                      f"{len(alarmed - collapsed)} of the {len(accuracy) - len(collapsed)} others")
-    text = "\n".join(lines)
-    print(text)
-    (out / "validators.md").write_text(text + "\n")
+    publish(lines, out / "validators.md")
 
 
 if __name__ == "__main__":
-    from tfuda.cli import quiet_output
-
-    with quiet_output():
-        main()
+    run_quietly(main)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tfuda.atomic import write_text_atomic
+from tfuda.config import Config
 from tfuda.grid import Point
 from tfuda.report import fmt_cell, html_table
 from tfuda.validate import SCORES
@@ -72,6 +73,24 @@ def rank(entries: list[Entry], by: str) -> list[Entry]:
     return sorted(scored, key=lambda e: (e.alarm, -e.scores[by])) + rest
 
 
+def verdict(ranked: list[Entry], by: str) -> str | None:
+    """Did adaptation help, by the label-free ranking? Compares the best adapted run with the best
+    source-only run of the sweep (None when the sweep has no usable run of either kind)."""
+    usable = [e for e in ranked if e.status in USABLE and e.scores.get(by) is not None]
+    baseline = next((e for e in usable if e.point.flags.get("method") == "source-only"), None)
+    adapted = next((e for e in usable if e.point.flags.get("method", Config.method) != "source-only"), None)
+    if baseline is None or adapted is None:
+        return None
+    if usable.index(adapted) < usable.index(baseline):
+        return (f"adaptation helped by {by}: {adapted.point.name} ({adapted.scores[by]:.4f}) ranks above the best "
+                f"source-only run {baseline.point.name} ({baseline.scores[by]:.4f})")
+    return (f"adaptation did not help by {by}: the best source-only run {baseline.point.name} "
+            f"({baseline.scores[by]:.4f}) ranks above every adapted run"
+            + (" (whose models raised the collapse alarm)" if all(e.alarm for e in usable if e is not baseline
+                                                                and e.point.flags.get("method") != "source-only")
+               else ""))
+
+
 def columns(entries: list[Entry], grid_keys: list[str], by: str) -> list[str]:
     """Leaderboard columns: target accuracy only when some run has it."""
     accuracy = ["target_accuracy"] if any(e.target_accuracy is not None for e in entries) else []
@@ -92,9 +111,9 @@ def rows(ranked: list[Entry], grid_keys: list[str], by: str) -> list[dict[str, A
     return out
 
 
-def write_leaderboard(entries: list[Entry], grid_keys: list[str], by: str, out: Path) -> Entry | None:
+def write_leaderboard(entries: list[Entry], grid_keys: list[str], by: str, out: Path) -> tuple[Entry | None, str | None]:
     """Writes `out/leaderboard.csv` and `out/leaderboard.html`; returns the chosen (first-ranked
-    usable) entry, or None when no run left a model."""
+    usable) entry, or None when no run left a model, and the `verdict` on adaptation."""
     ranked = rank(entries, by)
     header = columns(entries, grid_keys, by)
     table = rows(ranked, grid_keys, by)
@@ -107,16 +126,18 @@ def write_leaderboard(entries: list[Entry], grid_keys: list[str], by: str, out: 
     cells = [tuple(fmt_cell(row.get(key)) for key in header) for row in table]
     if chosen is not None:
         cells[0] = tuple(f"<b>{cell}</b>" for cell in cells[0])
-    verdict = (f"chosen: <b>{html.escape(chosen.point.name)}</b> (highest {html.escape(by)}"
-               f"{', every run raised the collapse alarm' if chosen.alarm else ''})" if chosen
-               else "no run left a model")
+    choice = (f"chosen: <b>{html.escape(chosen.point.name)}</b> (highest {html.escape(by)}"
+              f"{', every run raised the collapse alarm' if chosen.alarm else ''})" if chosen
+              else "no run left a model")
+    said = verdict(ranked, by)
+    helped = f" <b>{html.escape(said.capitalize())}</b>." if said else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tfuda sweep: {html.escape(str(out))}</title>
 <style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head>
 <body><h1>tfuda sweep: {html.escape(str(out))}</h1>
 <p>{len(entries)} runs ranked by the label-free validator <b>{html.escape(by)}</b> (higher is better; runs whose
-model raised the collapse alarm come after the others). {verdict}.
+model raised the collapse alarm come after the others). {choice}.{helped}
 Target accuracy, where shown, comes from labeled evaluation data and played no part in the order.</p>
 {html_table(cells, tuple(header))}</body></html>"""
     write_text_atomic(out / "leaderboard.html", page)
-    return chosen
+    return chosen, said

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"shard {args.shard} done; run once without --shard for the leaderboard", flush=True)
             return 0
         entries = [read_entry(p, out / p.name, out / "logs" / f"{p.name}.log") for p in sweep.points]
-        chosen = write_leaderboard(entries, sweep.grid_keys, by, out)
+        chosen, said = write_leaderboard(entries, sweep.grid_keys, by, out)
         failed = sum(e.status not in USABLE for e in entries)
         print(f"leaderboard: {out / 'leaderboard.csv'}, {out / 'leaderboard.html'}"
               + (f" ({failed} of {len(entries)} runs left no model)" if failed else ""), flush=True)
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             print("error: no run of the sweep left a model; see the logs in " + str(out / "logs"), file=sys.stderr)
             return 1
         print(f"chosen: {out / chosen.point.name} ({describe(chosen, by)})", flush=True)
+        print(f"verdict: {said}" if said else "verdict: none (add method: source-only to the grid to learn, without "
+              "labels, whether adaptation beat it)", flush=True)
         if args.export:
             return 0 if export_chosen(out / chosen.point.name, args.export, args.verbose) == 0 else 1
         return 0

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tfuda.grid import Point, point_name, read_sweep_file
-from tfuda.leaderboard import Entry, rank
+from tfuda.leaderboard import Entry, rank, verdict
 
 TINY = """\
 train:
@@ -77,14 +77,26 @@ def test_a_missing_sweep_file_is_one_error_line(tmp_path, capsys):
     assert "--config file" in capsys.readouterr().err
 
 
-def entry(name, status="completed", im=None, alarm=False, accuracy=None):
-    return Entry(Point(name, {}, {}), status, {} if im is None else {"im": im}, accuracy, alarm)
+def entry(name, status="completed", im=None, alarm=False, accuracy=None, method="adamatch"):
+    return Entry(Point(name, {}, {"method": method}), status, {} if im is None else {"im": im}, accuracy, alarm)
 
 
 def test_ranking_puts_alarmed_and_failed_runs_last_and_ignores_accuracy():
     entries = [entry("failed", "failed"), entry("low", im=0.5, accuracy=0.99), entry("alarmed", im=2.0, alarm=True),
                entry("high", im=1.5, accuracy=0.10), entry("rolled", "rolled_back", im=1.0)]
     assert [e.point.name for e in rank(entries, "im")] == ["high", "rolled", "low", "alarmed", "failed"]
+
+
+def test_the_verdict_compares_the_best_adapted_run_with_the_best_source_only_run():
+    base = entry("base", im=1.0, method="source-only")
+    helped = rank([base, entry("good", im=1.5), entry("bad", im=0.5)], "im")
+    assert verdict(helped, "im").startswith("adaptation helped by im: good (1.5000) ranks above")
+    worse = rank([base, entry("low", im=0.5), entry("loud", im=2.0, alarm=True)], "im")
+    said = verdict(worse, "im")
+    assert said.startswith("adaptation did not help by im: the best source-only run base") and "alarm" not in said
+    collapsed = rank([base, entry("loud", im=2.0, alarm=True)], "im")
+    assert verdict(collapsed, "im").endswith("(whose models raised the collapse alarm)")
+    assert verdict(rank([entry("a", im=1.0), entry("b", im=2.0)], "im"), "im") is None
 
 
 def test_a_sweep_runs_every_point_ranks_them_resumes_and_exports_the_chosen_one(tmp_path, capsys):
@@ -102,6 +114,7 @@ def test_a_sweep_runs_every_point_ranks_them_resumes_and_exports_the_chosen_one(
     assert board[0]["target_accuracy"] != "" and "tau=high" in board[2]["error"]
     chosen = board[0]["run"]
     assert f"chosen: {out / chosen}" in printed
+    assert "verdict: adaptation " in printed and "source-only" in printed
     assert chosen in (out / "leaderboard.html").read_text()
 
     # A killed point (checkpoints, no metrics) resumes; a finished one is skipped.

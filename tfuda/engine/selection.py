@@ -82,4 +82,4 @@ class Selection:
         if self.by == LAST:
             return {"by": LAST, "step": final_step, "score": None, "reason": "the final EMA weights (--select last)"}
         return {"by": self.by, "step": final_step, "score": None,
-                "reason": f"every evaluation raised the collapse alarm: the final EMA weights are kept"}
+                "reason": "every evaluation raised the collapse alarm: the final EMA weights are kept"}

@@ -17,7 +17,6 @@ images per data set of the suite (the README's picture) and exits.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -96,6 +95,7 @@ def main() -> None:
 
     from pipelines.builtin import SUITE
     from tfuda.grid import read_sweep_file
+    from tfuda.leaderboard import USABLE, read_entry
     from tfuda.sweep import main as sweep
 
     variants = [v for v in args.methods.split(",") if v != "source-only"]
@@ -114,13 +114,12 @@ def main() -> None:
 
     results: dict[tuple[str, str], dict[str, list]] = {}
     for point in read_sweep_file(str(out / "sweep.yaml")).points:
-        metrics_file = out / "runs" / point.name / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        entry = read_entry(point, out / "runs")
         task = (point.values["eval_source"].split(":")[0], point.values["source"]) if "eval_source" in point.values \
             else (point.values["source"], point.values["target"])
         cell = results.setdefault(task, {}).setdefault(variant_of(point.values), [])
-        if metrics.get("status") in ("completed", "rolled_back"):
-            cell.append((metrics["target_accuracy"], metrics["wall_time_s"]))
+        if entry.status in USABLE:
+            cell.append((entry.target_accuracy, entry.wall_time_s))
     lines = [f"built-in suite, cnn-small, batch {args.batch_size}, {args.steps} steps, seeds {args.seeds}, "
              f"{cpu_model()}, sweep wall time {wall / 60:.0f} min; target accuracy on TARGET:test (mean over seeds)", "",
              "| task | method | target accuracy | gap closed | wall time per run |", "|---|---|---|---|---|"]

@@ -113,7 +113,7 @@ def main() -> None:
     sweep(["--config", str(out / "sweep.yaml"), "--out", str(out / "runs"), "--jobs", args.jobs])
     wall = time.perf_counter() - started
     points = read_sweep_file(str(out / "sweep.yaml")).points
-    entries = [read_entry(p, out / "runs" / p.name, out / "runs" / "logs" / f"{p.name}.log") for p in points]
+    entries = [read_entry(p, out / "runs") for p in points]
     runs = [(p, e) for p, e in zip(points, entries) if e.status in USABLE]
     metrics = {p.name: json.loads((out / "runs" / p.name / "metrics.json").read_text()) for p, _ in runs}
     accuracy = {p.name: e.target_accuracy for p, e in runs}

@@ -39,6 +39,24 @@ class Entry:
     wall_time_s: float | None = None
     error: str | None = None
 
+    def score(self, by: str) -> float | None:
+        """This run's `by` score, or None when it left no model or was not scored by `by`."""
+        return self.scores.get(by) if self.status in USABLE else None
+
+    @property
+    def source_only(self) -> bool:
+        return self.point.flags.get("method", Config.method) == "source-only"
+
+
+def run_dir(out: Path, point: Point) -> Path:
+    """The run directory of `point` in the sweep directory `out`."""
+    return out / point.name
+
+
+def log_file(out: Path, point: Point) -> Path:
+    """The output of `point`'s training command in the sweep directory `out`."""
+    return out / "logs" / f"{point.name}.log"
+
 
 def last_error_line(log: Path) -> str | None:
     """The last `error:` line a point's command printed, without the prefix."""
@@ -48,10 +66,10 @@ def last_error_line(log: Path) -> str | None:
     return lines[-1].removeprefix("error:").strip() if lines else None
 
 
-def read_entry(point: Point, run_dir: Path, log: Path) -> Entry:
-    """The outcome of `point`: `metrics.json` of `run_dir` if the run wrote one, else `failed`
-    (with the log's last `error:` line) when the point was run, else `not run`."""
-    metrics_file = run_dir / "metrics.json"
+def read_entry(point: Point, out: Path) -> Entry:
+    """The outcome of `point` of the sweep in `out`: its run's `metrics.json` if the run wrote one,
+    else `failed` (with the log's last `error:` line) when the point was run, else `not run`."""
+    metrics_file, log = run_dir(out, point) / "metrics.json", log_file(out, point)
     if not metrics_file.is_file():
         status = "failed" if log.is_file() else "not run"
         return Entry(point, status, {}, error=last_error_line(log) or ("killed or interrupted" if log.is_file() else None))
@@ -68,17 +86,17 @@ def read_entry(point: Point, run_dir: Path, log: Path) -> Entry:
 def rank(entries: list[Entry], by: str) -> list[Entry]:
     """Entries best first: scored runs without an alarm by `by` (higher first), then alarmed
     scored runs, then the rest in grid order."""
-    scored = [e for e in entries if e.status in USABLE and e.scores.get(by) is not None]
-    rest = [e for e in entries if e not in scored]
+    scored = [e for e in entries if e.score(by) is not None]
+    rest = [e for e in entries if e.score(by) is None]
     return sorted(scored, key=lambda e: (e.alarm, -e.scores[by])) + rest
 
 
 def verdict(ranked: list[Entry], by: str) -> str | None:
     """Did adaptation help, by the label-free ranking? Compares the best adapted run with the best
     source-only run of the sweep (None when the sweep has no usable run of either kind)."""
-    usable = [e for e in ranked if e.status in USABLE and e.scores.get(by) is not None]
-    baseline = next((e for e in usable if e.point.flags.get("method") == "source-only"), None)
-    adapted = next((e for e in usable if e.point.flags.get("method", Config.method) != "source-only"), None)
+    usable = [e for e in ranked if e.score(by) is not None]
+    baseline = next((e for e in usable if e.source_only), None)
+    adapted = next((e for e in usable if not e.source_only), None)
     if baseline is None or adapted is None:
         return None
     if usable.index(adapted) < usable.index(baseline):
@@ -86,8 +104,7 @@ def verdict(ranked: list[Entry], by: str) -> str | None:
                 f"source-only run {baseline.point.name} ({baseline.scores[by]:.4f})")
     return (f"adaptation did not help by {by}: the best source-only run {baseline.point.name} "
             f"({baseline.scores[by]:.4f}) ranks above every adapted run"
-            + (" (whose models raised the collapse alarm)" if all(e.alarm for e in usable if e is not baseline
-                                                                and e.point.flags.get("method") != "source-only")
+            + (" (whose models raised the collapse alarm)" if all(e.alarm for e in usable if not e.source_only)
                else ""))
 
 
@@ -103,8 +120,7 @@ def rows(ranked: list[Entry], grid_keys: list[str], by: str) -> list[dict[str, A
     """One dict per entry with the keys of `columns`; rank is empty for a run without a score."""
     out = []
     for position, entry in enumerate(ranked, 1):
-        usable = entry.status in USABLE and entry.scores.get(by) is not None
-        out.append({"rank": position if usable else "", "run": entry.point.name, "status": entry.status,
+        out.append({"rank": position if entry.score(by) is not None else "", "run": entry.point.name, "status": entry.status,
                     "collapse_alarm": entry.alarm, **{k: entry.point.values.get(k, "") for k in grid_keys},
                     **entry.scores, "target_accuracy": entry.target_accuracy, "steps": entry.steps,
                     "wall_time_s": entry.wall_time_s, "error": entry.error or ""})
@@ -122,7 +138,7 @@ def write_leaderboard(entries: list[Entry], grid_keys: list[str], by: str, out: 
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in table)
     write_text_atomic(out / "leaderboard.csv", buffer.getvalue())
-    chosen = ranked[0] if ranked and ranked[0].status in USABLE and ranked[0].scores.get(by) is not None else None
+    chosen = ranked[0] if ranked and ranked[0].score(by) is not None else None
     cells = [tuple(fmt_cell(row.get(key)) for key in header) for row in table]
     if chosen is not None:
         cells[0] = tuple(f"<b>{cell}</b>" for cell in cells[0])

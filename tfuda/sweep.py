@@ -21,7 +21,7 @@ from tfuda.atomic import write_json_atomic
 from tfuda.cli import VERBOSE_HELP, command, run_command
 from tfuda.config import ConfigError
 from tfuda.grid import Point, read_sweep_file
-from tfuda.leaderboard import USABLE, Entry, read_entry, write_leaderboard
+from tfuda.leaderboard import USABLE, Entry, log_file, read_entry, run_dir, write_leaderboard
 from tfuda.validate import SCORES
 
 DEFAULT_RANK_BY = "bnm"
@@ -47,15 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 def train_point(point: Point, out: Path, threads: int | None, verbose: bool) -> str:
     """Trains (or resumes) one point in a child process; returns what was done: `skipped` (it
     has finished before), `resumed` or `trained`."""
-    run_dir, log = out / point.name, out / "logs" / f"{point.name}.log"
-    if (run_dir / "metrics.json").is_file():
+    directory, log = run_dir(out, point), log_file(out, point)
+    if (directory / "metrics.json").is_file():
         return "skipped"
-    if (run_dir / "config.json").is_file():
-        action, argv = "resumed", ["--out", str(run_dir), "--resume"]
+    if (directory / "config.json").is_file():
+        action, argv = "resumed", ["--out", str(directory), "--resume"]
     else:
         flags_file = out / "points" / f"{point.name}.json"
         write_json_atomic(flags_file, point.flags)
-        action, argv = "trained", ["--config", str(flags_file), "--out", str(run_dir)]
+        action, argv = "trained", ["--config", str(flags_file), "--out", str(directory)]
     env = dict(os.environ)
     if threads is not None:
         env.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
@@ -93,7 +93,7 @@ def run_sweep(points: list[Point], out: Path, jobs: int, verbose: bool, by: str)
 
     def one(point: Point) -> None:
         action = train_point(point, out, threads, verbose)
-        entry = read_entry(point, out / point.name, out / "logs" / f"{point.name}.log")
+        entry = read_entry(point, out)
         with lock:
             done.append(point)
             print(f"[{len(done)}/{len(points)}] {point.name}: {action}, {describe(entry, by)}", flush=True)
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.shard:
             print(f"shard {args.shard} done; run once without --shard for the leaderboard", flush=True)
             return 0
-        entries = [read_entry(p, out / p.name, out / "logs" / f"{p.name}.log") for p in sweep.points]
+        entries = [read_entry(p, out) for p in sweep.points]
         chosen, said = write_leaderboard(entries, sweep.grid_keys, by, out)
         failed = sum(e.status not in USABLE for e in entries)
         print(f"leaderboard: {out / 'leaderboard.csv'}, {out / 'leaderboard.html'}"
@@ -141,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         if chosen is None:
             print("error: no run of the sweep left a model; see the logs in " + str(out / "logs"), file=sys.stderr)
             return 1
-        print(f"chosen: {out / chosen.point.name} ({describe(chosen, by)})", flush=True)
+        print(f"chosen: {run_dir(out, chosen.point)} ({describe(chosen, by)})", flush=True)
         print(f"verdict: {said}" if said else "verdict: none (add method: source-only to the grid to learn, without "
               "labels, whether adaptation beat it)", flush=True)
         if args.export:
-            return 0 if export_chosen(out / chosen.point.name, args.export, args.verbose) == 0 else 1
+            return 0 if export_chosen(run_dir(out, chosen.point), args.export, args.verbose) == 0 else 1
         return 0
 
     return run_command(body)

@@ -10,11 +10,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from pipelines.errors import UserError
 from tfuda.cli import VERBOSE_HELP, command, run_command
+
+if TYPE_CHECKING:  # heavy imports, only for the annotations
+    import keras
+
+    from tfuda.api import Data
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 TREE_OF = {"savedmodel": "serving", "tflite": "tflite", "onnx": "onnx"}
@@ -26,12 +32,8 @@ class ExportFailed(Exception):
     """An artifact failed verification; nothing was published."""
 
 
-def _csv_choice(value: str, choices: tuple[str, ...], flag: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip() and v.strip() != "none"]
-    unknown = [v for v in items if v not in choices]
-    if unknown:
-        raise UserError(f"{flag}: unknown value(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
-    return items
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "none"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,8 +68,8 @@ def _images(source, size: int, limit: int) -> tuple[np.ndarray, np.ndarray | Non
     return images, (labels if source.info.labeled else None)
 
 
-def export_data(run, args: argparse.Namespace, size: int, calibrate: bool):
-    """`(eval spec, eval images, eval labels or None, calibration source or None)` of an export.
+def export_data(run, args: argparse.Namespace, calibrate: bool):
+    """`(evaluation source, calibration source or None)` of exporting a run.
 
     The run's own data (its target evaluation set, its target for int8 calibration) is opened
     as training opened it (`pipelines.run_data.RunData`: same defaults, TFDS data dir, strictness);
@@ -78,23 +80,25 @@ def export_data(run, args: argparse.Namespace, size: int, calibrate: bool):
     config = run.config()
     data = RunData({**config, "strict": True} if args.strict else config, run.class_names(), f"run '{run.path}'")
     evaluation = data.options.open(args.eval, "--eval") if args.eval else (data.eval_target or data.target)
-    images, labels = _images(evaluation, size, args.max_eval_images)
     calibration = None
     if calibrate:
         calibration = data.options.open(args.calibration, "--calibration") if args.calibration else data.target
-    return evaluation.info.spec, images, labels, calibration
+    return evaluation, calibration
 
 
-def _checked_formats(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+def checked_formats(formats: Sequence[str], quantize: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`(formats, TFLite precisions)` checked against `FORMATS` and `export.tflite.PRECISIONS`."""
     from export.tflite import PRECISIONS
 
-    formats = _csv_choice(args.formats, FORMATS, "--formats")
-    precisions = _csv_choice(args.quantize, PRECISIONS, "--quantize")
+    for values, choices, what in ((formats, FORMATS, "formats"), (quantize, PRECISIONS, "quantize")):
+        unknown = [v for v in values if v not in choices]
+        if unknown:
+            raise UserError(f"--{what}: unknown value(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
     if not formats:
         raise UserError("--formats is empty: name at least one of " + ", ".join(FORMATS))
-    if "tflite" in formats and not precisions:
+    if "tflite" in formats and not quantize:
         raise UserError("--quantize is empty but --formats includes tflite")
-    return formats, (precisions if "tflite" in formats else [])
+    return list(formats), (list(quantize) if "tflite" in formats else [])
 
 
 def write_artifacts(model, class_names: list[str], formats: list[str], precisions: list[str],
@@ -138,14 +142,14 @@ def write_artifacts(model, class_names: list[str], formats: list[str], precision
     return artifacts
 
 
-def verify_artifacts(artifacts: list[tuple], args: argparse.Namespace, images: np.ndarray,
-                     labels: np.ndarray | None, keras_probs: np.ndarray) -> list:
+def verify_artifacts(artifacts: list[tuple], images: np.ndarray, labels: np.ndarray | None, keras_probs: np.ndarray,
+                     min_agreement: float, min_agreement_int8: float) -> list:
     """Runs each artifact on the evaluation images against the Keras model's probabilities."""
     from export import verify
 
     results = []
     for fmt, precision, path, runner in artifacts:
-        threshold = args.min_agreement_int8 if precision == "int8" else args.min_agreement
+        threshold = min_agreement_int8 if precision == "int8" else min_agreement
         try:
             results.append(verify.check_artifact(str(path), fmt, precision, runner, images, labels,
                                                  keras_probs, threshold))
@@ -166,32 +170,74 @@ def publish(stage, layout, version: int, formats: list[str], report: dict, overw
     write_json_atomic(layout.report_file(version), report)
 
 
-def export_run(args: argparse.Namespace) -> dict:
-    """Exports, verifies and publishes; returns the report. Raises ExportFailed or UserError."""
+def export_model(model: keras.Model, class_names: Sequence[str], out: str | Path, *, eval_data: Data,
+                 calibration: Data = None,
+                 name: str = "tfuda", version: str | int = "auto", overwrite: bool = False,
+                 formats: Sequence[str] = FORMATS, quantize: Sequence[str] = ("float32", "int8"),
+                 max_eval_images: int = MAX_EVAL_IMAGES, min_agreement: float = 0.99,
+                 min_agreement_int8: float = 0.97, run: str | None = None, verbose: bool = True) -> dict:
+    """Exports a classifier, verifies every artifact against it, and publishes the version.
+
+    Writes `out/serving/NAME/VERSION` (SavedModel, TF Serving layout, preprocessing inside),
+    `out/tflite/NAME/VERSION` and `out/onnx/NAME/VERSION` (see `export.layout`); each artifact
+    runs in its own runtime on `eval_data` and must agree with the Keras model on at least
+    `min_agreement` (int8: `min_agreement_int8`) of the images, or nothing is published.
+
+    Args:
+      model: images float32 `[B, S, S, 3]` (0..255) -> logits or probabilities (any
+        classifier `tfuda.as_classifier` accepts).
+      class_names: the classes in output order (served with the predictions).
+      out: the export directory.
+      eval_data: images to verify on (labels, if any, give each artifact's accuracy): a
+        `tf.data.Dataset`, a `pipelines.Source` or a spec.
+      calibration: images whose value ranges set int8 quantization (default: `eval_data`).
+      name, version, overwrite: the model name and version (`auto`: highest existing + 1).
+      formats: a subset of `FORMATS`; quantize: TFLite precisions (`export.tflite.PRECISIONS`).
+      max_eval_images: images of `eval_data` used.
+      run: the run directory the model came from, recorded in the report.
+      verbose: print the table.
+
+    Returns:
+      the verification report (`export.verify`), also written to `out/reports/NAME/VERSION.json`.
+
+    Raises:
+      ExportFailed: an artifact disagreed too often or gave non-finite outputs (nothing published).
+      UserError (a ValueError): bad arguments or data.
+    """
     from export import verify
     from export.layout import ExportLayout, Staging
     from export.serving import image_size_of
+    from tfuda.api import as_source
     from tfuda.atomic import write_json_atomic
     from tfuda.inference import probabilities_fn
-    from tfuda.rundir import RunDir
+    from tfuda.models.foreign import as_classifier
 
-    formats, precisions = _checked_formats(args)
-    run = RunDir(args.run)
-    model = run.load_model()
+    formats, precisions = checked_formats(formats, quantize)
+    model = as_classifier(model)
+    class_names = list(class_names)
+    if len(class_names) != int(model.output_shape[-1]):
+        raise UserError(f"class_names: {len(class_names)} names for a model with {model.output_shape[-1]} outputs")
     size = image_size_of(model)
-    layout = ExportLayout(args.out, args.name)
+    layout = ExportLayout(str(out), name)
     layout.check_writable()
-    version = layout.resolve_version(args.version, args.overwrite)
-    eval_spec, images, labels, calibration = export_data(run, args, size, calibrate="int8" in precisions)
-    calibration_images = _images(calibration, size, CALIBRATION_IMAGES)[0] if calibration else None
+    version = layout.resolve_version(str(version), overwrite)
+    evaluation = as_source(eval_data, "eval_data", class_names)
+    if evaluation is None:
+        raise UserError("eval_data: give images to verify the exported artifacts on")
+    images, labels = _images(evaluation, size, max_eval_images)
+    calibration_images = None
+    if "int8" in precisions:
+        calibration_images = _images(as_source(calibration, "calibration", class_names) or evaluation, size,
+                                     CALIBRATION_IMAGES)[0]
     keras_probs = verify.predict_all(lambda x: probabilities_fn(model)(x).numpy(), images)
-    print(f"exporting {args.run} as '{args.name}' version {version}: {', '.join(formats)}"
-          + (f" (tflite: {', '.join(precisions)})" if precisions else ""), flush=True)
+    say = print if verbose else (lambda *a, **k: None)
+    say(f"exporting {run or model.name} as '{name}' version {version}: {', '.join(formats)}"
+        + (f" (tflite: {', '.join(precisions)})" if precisions else ""), flush=True)
     with Staging(layout) as stage:
-        artifacts = write_artifacts(model, run.class_names(), formats, precisions, calibration_images, stage)
-        results = verify_artifacts(artifacts, args, images, labels, keras_probs)
+        artifacts = write_artifacts(model, class_names, formats, precisions, calibration_images, stage)
+        results = verify_artifacts(artifacts, images, labels, keras_probs, min_agreement, min_agreement_int8)
         report = {
-            "version": version, "name": args.name, "run": str(args.run), "eval_set": eval_spec,
+            "version": version, "name": name, "run": run, "eval_set": evaluation.info.spec,
             "num_images": int(len(images)),
             "keras": {"accuracy": verify.accuracy(keras_probs, labels),
                       "latency_ms_p50": verify.latency_ms(lambda x: model(x.astype(np.float32), training=False),
@@ -202,17 +248,35 @@ def export_run(args: argparse.Namespace) -> dict:
         if not report["passed"]:
             failed = layout.report_file(version).with_suffix(".failed.json")
             write_json_atomic(failed, report)
-            print(verify.format_table(report))
+            say(verify.format_table(report))
             bad = [f"{r.format} {r.precision} ({r.agreement:.4f} < {r.min_agreement})" for r in results if not r.passed]
             raise ExportFailed(f"agreement with the Keras model too low for {', '.join(bad)}; "
                                f"version {version} was not published (report: {failed})")
-        publish(stage, layout, version, formats, report, args.overwrite)
-    print(verify.format_table(report))
-    print(f"published version {version} under {layout.root} (report: {layout.report_file(version)})")
+        publish(stage, layout, version, formats, report, overwrite)
+    say(verify.format_table(report))
+    say(f"published version {version} under {layout.root} (report: {layout.report_file(version)})")
+    return report
+
+
+def export_run(args: argparse.Namespace) -> dict:
+    """The command line: exports a run directory's model (`export_model`) with the run's data,
+    then remakes the run's report with the export. Raises ExportFailed or UserError."""
+    from tfuda.rundir import RunDir
+
+    formats, precisions = checked_formats(_csv(args.formats), _csv(args.quantize))
+    run = RunDir(args.run)
+    model = run.load_model()
+    evaluation, calibration = export_data(run, args, calibrate="int8" in precisions)
+    report = export_model(model, run.class_names(), args.out, eval_data=evaluation, calibration=calibration,
+                          name=args.name, version=args.version, overwrite=args.overwrite, formats=formats,
+                          quantize=precisions, max_eval_images=args.max_eval_images,
+                          min_agreement=args.min_agreement, min_agreement_int8=args.min_agreement_int8,
+                          run=str(args.run))
     if not args.no_report:
+        from export.layout import ExportLayout
         from tfuda.report import write_report
 
-        write_report(str(run.path), export_report=str(layout.report_file(version)))
+        write_report(str(run.path), export_report=str(ExportLayout(args.out, args.name).report_file(report["version"])))
     return report
 
 

@@ -1,10 +1,11 @@
 """Errors caused by user input: shown as one readable line, never as a traceback."""
 
 
-class UserError(Exception):
-    """Base class of every error a user can fix (bad flag, bad file, bad folder).
+class UserError(ValueError):
+    """Base class of every error a user can fix (bad flag, bad file, bad folder, bad argument).
 
-    Command-line entry points print `error: <message>` and exit with status 2.
+    Command-line entry points print `error: <message>` and exit with status 2; Python API
+    callers can catch it as the `ValueError` it is.
     """
 
 

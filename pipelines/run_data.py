@@ -43,6 +43,21 @@ class OpenOptions:
             raise DataError(f"{flag}: {err}") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """Every opened data set of one training run (see `RunData` for what each holds).
+
+    `class_names`: the classes, in label order, of every labeled set and of the model's outputs.
+    """
+
+    class_names: tuple[str, ...]
+    source: Source | None
+    target: Source | None
+    target_labeled: Source | None = None
+    eval_target: Source | None = None
+    eval_source: Source | None = None
+
+
 class RunData:
     """The data sets of one run's config, each opened and checked on first use.
 
@@ -124,7 +139,7 @@ class RunData:
         """True when the config names no source data (a source-free run; its classes are given)."""
         return not self.config.get("source")
 
-    def open_all(self, needs_target: bool) -> "RunData":
+    def open_all(self, needs_target: bool) -> TrainingData:
         """Opens and checks every set training uses (all errors before the first step)."""
         for name in ("source", "target_labeled", "eval_target", "eval_source"):
             getattr(self, name)
@@ -132,7 +147,8 @@ class RunData:
             raise DataError("--target is required: the unlabeled images of the domain to adapt to")
         if self._class_names is not None and self.labeled_source is not None:
             self._same_classes(self.labeled_source, "--source")
-        return self
+        return TrainingData(self.class_names, self.source, self.target, self.target_labeled, self.eval_target,
+                            self.eval_source)
 
     def _same_classes(self, opened: Source, flag: str) -> Source:
         name = self._classes_from if self._class_names is not None else self.config["source"]

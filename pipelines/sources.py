@@ -25,6 +25,8 @@ import tensorflow as tf
 from pipelines import builtin, folders
 from pipelines.errors import DataError
 
+DATASET_SCHEME = "dataset:"
+"""The spec prefix of a user's `tf.data.Dataset` (`pipelines.from_dataset`): recorded, not reopenable."""
 SPEC_HELP = (
     "use a folder path, npz:PATH, tfds:NAME[:SPLIT], or one of "
     + ", ".join(f"{name}[:train|test]" for name in builtin.BUILTINS)
@@ -151,14 +153,17 @@ class FolderSource(Source):
         return FolderSource(info, [self._paths[i] for i in indices], [self._labels[i] for i in indices])
 
 
-class TfdsSource(Source):
-    """A prepared TensorFlow Datasets split (decoded by TFDS)."""
+class DatasetSource(Source):
+    """A `tf.data.Dataset` of `(image, label)` elements: a prepared TFDS split (decoded by TFDS)
+    or a user's dataset (`pipelines.from_dataset`). Shuffles with a buffer of `SHUFFLE_BUFFER`."""
 
     SHUFFLE_BUFFER = 10_000
 
-    def __init__(self, info: SourceInfo, dataset: tf.data.Dataset):
+    def __init__(self, info: SourceInfo, dataset: tf.data.Dataset, labels: np.ndarray | None = None):
+        """`labels`: int64 `[N]`, when already known (saves a pass over the data)."""
         super().__init__(info)
         self._dataset = dataset
+        self._known_labels = labels
 
     def dataset(self, *, shuffle_seed=None, repeat=False, skip=0):
         ds = self._dataset.map(lambda x, y: (x, tf.cast(y, tf.int64)))
@@ -168,11 +173,16 @@ class TfdsSource(Source):
             ds = ds.repeat()
         return ds.skip(skip) if skip else ds
 
+    def labels(self) -> np.ndarray:
+        return super().labels() if self._known_labels is None else self._known_labels
+
     def subset(self, indices, spec):
-        keep = tf.constant(np.asarray(indices, np.int64))
+        indices = np.asarray(indices, np.int64)
+        keep = tf.constant(indices)
         chosen = self._dataset.enumerate().filter(lambda i, _: tf.reduce_any(tf.equal(i, keep))).map(lambda i, xy: xy)
         info = dataclasses.replace(self.info, spec=spec, num_examples=len(indices), held_out=None)
-        return TfdsSource(info, chosen)
+        labels = None if self._known_labels is None else self._known_labels[np.sort(indices)]
+        return DatasetSource(info, chosen, labels)
 
 
 def _split_spec(spec: str) -> tuple[str, str | None]:
@@ -286,7 +296,7 @@ def _open_tfds(spec: str, data_dir: str | None, download: bool) -> Source:
     image_shape = tuple(dataset.element_spec[0].shape)
     if len(image_shape) != 3:
         raise DataError(f"'{spec}': expected images [H, W, C], got shape {list(image_shape)}")
-    return TfdsSource(SourceInfo(spec, class_names, num_examples, image_shape), dataset)
+    return DatasetSource(SourceInfo(spec, class_names, num_examples, image_shape), dataset)
 
 
 def open_source(
@@ -306,6 +316,9 @@ def open_source(
     """
     if not spec:
         raise DataError(f"empty source spec: {SPEC_HELP}")
+    if spec.startswith(DATASET_SCHEME):
+        raise DataError(f"'{spec}' was a tf.data.Dataset given to the Python API; it cannot be reopened from a run "
+                        "directory: pass the data again (tfuda.evaluate, export.export_model)")
     if spec.startswith("npz:"):
         return _open_npz(spec)
     if spec.startswith("tfds:"):

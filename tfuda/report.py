@@ -302,7 +302,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:10
 {notes_html}{sections}</body></html>"""
 
 
-def write_report(run_path: str, *, export_report: str | None = None, baseline: str | None = None,
+def write_report(run_path: str | Path, *, export_report: str | None = None, baseline: str | None = None,
                  embedding: str = "tsne", max_points: int = MAX_POINTS) -> Path:
     """Builds the report of a finished run; returns the path of index.html.
 

@@ -11,7 +11,8 @@ import tensorflow as tf
 from tfuda.methods.shot import SHOT, information_maximisation, nearest_centroid, shot_centroids
 from tfuda.methods.tent import TENT, mean_entropy
 from tfuda.models import build_model
-from tfuda.models.init import as_classifier, load_init
+from tfuda.models.foreign import as_classifier
+from tfuda.models.init import load_init
 from tfuda.train import main
 
 FAST = ["--steps", "2", "--batch-size", "4", "--eval-every", "2", "--checkpoint-every", "2", "--no-report"]
@@ -73,7 +74,7 @@ def _foreign_model(path, softmax=True, batch_norm=True):
 
 def test_a_foreign_model_is_brought_into_form_without_changing_its_answers(tmp_path):
     foreign = _foreign_model(tmp_path / "m.keras")
-    converted = as_classifier(keras.saving.load_model(tmp_path / "m.keras"), "m.keras")
+    converted = as_classifier(keras.saving.load_model(tmp_path / "m.keras"), origin="m.keras")
     images = tf.random.uniform([4, 32, 32, 3], 0, 255, seed=1)
     np.testing.assert_allclose(tf.nn.softmax(converted(images)), foreign(images), atol=1e-6)
     assert converted.get_layer("embedding").output.shape[-1] == 8

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Sequence, TextIO
 
 import keras
 import tensorflow as tf
@@ -13,7 +14,7 @@ import tensorflow as tf
 from pipelines.augment import Augment
 from pipelines.errors import DataError
 from pipelines.feeds import FeedSpec, make_feed
-from pipelines.run_data import RunData
+from pipelines.run_data import RunData, TrainingData
 from tfuda.atomic import save_model_atomic, write_json_atomic
 from tfuda.config import SELECT_LAST, Config, ConfigError
 from tfuda.engine import loop
@@ -24,6 +25,7 @@ from tfuda.engine.selection import Selection
 from tfuda.engine.trainer import TrainingModel, make_optimizer
 from tfuda.methods import Method, method_class
 from tfuda.models import build_model
+from tfuda.models.common import num_classes_of
 from tfuda.models.init import init_class_names, load_init
 from tfuda.rundir import RunDir
 from tfuda.validate.alarm import collapse_alarm
@@ -49,7 +51,7 @@ def complete_for_method(config: Config, given: set[str]) -> Config:
       given: the fields the user set explicitly (command line or config file).
     """
     method_cls = method_class(config.method)
-    method_cls.from_config(config)  # an unknown, ill-typed or invalid --method-arg fails before any write
+    method_cls.for_run(config)  # an unknown, ill-typed or invalid --method-arg fails before any write
     if config.lr is None:
         config.lr = method_cls.default_lr
     if method_cls.source_free():
@@ -67,7 +69,7 @@ def complete_for_method(config: Config, given: set[str]) -> Config:
     return config
 
 
-def open_training_data(config: Config, method_cls: type[Method], class_names: list[str] | None) -> RunData:
+def open_training_data(config: Config, method_cls: type[Method], class_names: list[str] | None) -> TrainingData:
     """Opens and checks every data set of the run before the first step.
 
     `class_names`: the classes of an `--init` model, when it names them.
@@ -85,7 +87,7 @@ def initial_classifier(config: Config, num_classes: int) -> keras.Model:
     if config.init is None:
         return build_model(config.model, num_classes, config.image_size, config.weights)
     model, _ = load_init(config.init, config.class_names)
-    units, size = model.get_layer("logits").units, int(model.input_shape[1])
+    units, size = num_classes_of(model), int(model.input_shape[1])
     if units != num_classes:
         raise ConfigError(f"--init '{config.init}' outputs {units} classes, the data has {num_classes}: "
                           "give a model trained on these classes (or --class-names in its output order)")
@@ -94,35 +96,44 @@ def initial_classifier(config: Config, num_classes: int) -> keras.Model:
     return model
 
 
-def feed_spec(config: Config, method_cls: type[Method], replicas: int) -> FeedSpec:
-    """The method's feed for this config; `--batch-size` is per replica."""
+def method_feed_spec(method_cls: type[Method], *, global_batch_size: int, uratio: int | None, image_size: int,
+                     flip: bool = False, seed: int = 0, on_device: bool = False) -> FeedSpec:
+    """The feed `method_cls` trains on: its views, and `uratio` (None: the method's default)."""
     return FeedSpec(
-        global_batch_size=config.batch_size * replicas,
-        uratio=config.uratio or method_cls.default_uratio,
-        image_size=config.image_size,
+        global_batch_size=global_batch_size,
+        uratio=uratio or method_cls.default_uratio,
+        image_size=image_size,
         source_views=method_cls.source_views,
         target_views=method_cls.target_views,
-        augment=Augment(flip=config.flip),
-        seed=config.seed,
-        on_device=config.augment_on == "device",
+        augment=Augment(flip=flip),
+        seed=seed,
+        on_device=on_device,
     )
 
 
-def build_training_model(config: Config, method: Method, num_classes: int, spec: FeedSpec,
-                         strategy: tf.distribute.Strategy) -> TrainingModel:
-    """The classifier (seeded by `--seed`) wrapped in a compiled `TrainingModel`, in `strategy`'s scope."""
+def feed_spec(config: Config, method_cls: type[Method], replicas: int) -> FeedSpec:
+    """The method's feed for this config; `--batch-size` is per replica."""
+    return method_feed_spec(method_cls, global_batch_size=config.batch_size * replicas, uratio=config.uratio,
+                            image_size=config.image_size, flip=config.flip, seed=config.seed,
+                            on_device=config.augment_on == "device")
+
+
+def build_training_model(config: Config, method: Method, make_classifier: Callable[[], keras.Model],
+                         spec: FeedSpec, strategy: tf.distribute.Strategy) -> TrainingModel:
+    """The classifier (`make_classifier()`, seeded by `--seed`) wrapped in a compiled
+    `TrainingModel`, in `strategy`'s scope."""
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        classifier = initial_classifier(config, num_classes)
+        classifier = make_classifier()
         trainer = TrainingModel(classifier, method, total_steps=config.steps, weight_decay=config.weight_decay,
                                 ema_decay=config.ema_decay, feed_spec=spec)
-        schedule = method.learning_rate(config.lr or type(method).default_lr, config.steps)
+        schedule = method.learning_rate(config.lr, config.steps)
         trainer.compile(optimizer=make_optimizer(schedule, mixed_precision=config.mixed_precision),
                         jit_compile=use_xla(config.xla))
     return trainer
 
 
-def describe_run(config: Config, data: RunData, trainer: TrainingModel, spec: FeedSpec, replicas: int,
+def describe_run(config: Config, data: TrainingData, trainer: TrainingModel, spec: FeedSpec, replicas: int,
                  start_step: int, run: RunDir) -> str:
     """The first line a run prints: data, model, batch, steps, placement, run directory."""
     target = data.target if spec.target_views else None
@@ -141,14 +152,14 @@ def describe_run(config: Config, data: RunData, trainer: TrainingModel, spec: Fe
             f"augment on {config.augment_on} | run {run.path}")
 
 
-def evaluators(data: RunData, image_size: int) -> dict:
+def evaluators(data: TrainingData, image_size: int) -> dict:
     """{`target`/`source`: model -> EvalResult} for the labeled evaluation sets the run has."""
     sets = {"target": data.eval_target, "source": data.eval_source}
     return {name: (lambda model, s=s: evaluate(model, s, image_size))
             for name, s in sets.items() if s is not None}
 
 
-def validation(config: Config, data: RunData) -> Callable | None:
+def validation(config: Config, data: TrainingData) -> Callable | None:
     """model -> (label-free validator scores, collapse alarm or None) on a fixed sample of the
     unlabeled target (None without target data). The sample: `--validation-size` images (default
     1000, or all of a smaller target) of a `--seed`-ed shuffle of the target training images."""
@@ -171,7 +182,7 @@ def validation(config: Config, data: RunData) -> Callable | None:
     return validate
 
 
-def completed_metrics(config: Config, data: RunData, steps: int, wall_time: float,
+def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time: float,
                       final: dict[str, EvalResult], validators: dict[str, float], history: list[dict],
                       alarms: list[dict], selection: dict, status: str = "completed") -> dict:
     """`metrics.json` of a finished (or rolled-back) run (see `tfuda.rundir`); `final` and
@@ -193,7 +204,7 @@ def completed_metrics(config: Config, data: RunData, steps: int, wall_time: floa
     }
 
 
-def check_select(config: Config, data: RunData) -> None:
+def check_select(config: Config, data: TrainingData) -> None:
     """Refuses a `--select` validator the run cannot compute."""
     if config.select == SELECT_LAST:
         return
@@ -203,17 +214,19 @@ def check_select(config: Config, data: RunData) -> None:
         raise ConfigError("--select source_accuracy needs a labeled source evaluation set: give --eval-source")
 
 
-def finish(config: Config, data: RunData, run: RunDir, trainer: TrainingModel, evaluation: loop.PeriodicEvaluation,
-           selection: Selection, wall_time: float, rolled_back: bool, stream: TextIO) -> dict:
+def finish(config: Config, data: TrainingData, run: RunDir, trainer: TrainingModel, evaluation: loop.PeriodicEvaluation,
+           selection: Selection, wall_time: float, rolled_back: bool, stream: TextIO) -> Fitted:
     """Writes the run's model (the final EMA weights, or `selection`'s candidate), class names and
-    `metrics.json`; prints the `done:` line; returns the metrics."""
+    `metrics.json`; prints the `done:` line; returns the metrics and that model."""
     steps = int(trainer.optimizer.iterations.numpy())
     if selection.uses_candidate(rolled_back):
-        final = evaluation.evaluate(selection.load())[:2]
+        model = selection.load()
+        final = evaluation.evaluate(model)[:2]
         selection.publish(run.model_file)
     else:
-        final = evaluation.final(trainer.ema.average, steps)
-        save_model_atomic(trainer.ema.average, run.model_file)
+        model = trainer.ema.average
+        final = evaluation.final(model, steps)
+        save_model_atomic(model, run.model_file)
     metrics = completed_metrics(config, data, steps, wall_time, *final, evaluation.history, evaluation.alarms,
                                 selection.summary(steps, rolled_back), "rolled_back" if rolled_back else "completed")
     write_json_atomic(run.class_names_file, list(data.class_names))
@@ -223,17 +236,52 @@ def finish(config: Config, data: RunData, run: RunDir, trainer: TrainingModel, e
         f"{name} accuracy {metrics[name + '_accuracy']:.4f}" if metrics[name + "_accuracy"] is not None
         else f"{name} accuracy n/a (no labeled eval set)" for name in ("source", "target"))
         + f"  wall time {metrics['wall_time_s']:.0f}s  model {run.model_file}{chosen}", file=stream, flush=True)
-    return metrics
+    return Fitted(metrics, model)
 
 
 def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None,
               stream: TextIO | None = None) -> dict:
-    """Trains (or resumes) the run in `run` and writes its artifacts; returns `metrics.json`.
+    """Trains (or resumes) the run a command-line `Config` describes, in `run`; returns `metrics.json`.
 
-    `resume_from`: a checkpoint directory to continue from (the run's own, or on another worker
-    of a multi-worker run, the chief's); None starts afresh.
+    Opens the config's data specs, builds its `--model` (or loads `--init`) and its method, then
+    `fit`s: the command line is these public calls (see `tfuda.adapt` for the same from Python).
+    Raises what `fit` raises.
+    """
+    strategy = make_strategy(config.strategy)  # first: multi-worker needs it before other ops
+    method_cls = method_class(config.method)
+    data = open_training_data(config, method_cls,
+                              init_class_names(config.init, config.class_names) if config.init else None)
+    return fit(lambda: initial_classifier(config, len(data.class_names)), data, method_cls.for_run(config), config,
+               run, resume_from=resume_from, stream=stream, strategy=strategy).metrics
 
-    Keras' global dtype policy is set for the run (mixed_float16 under `--mixed-precision`) and
+
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+    """What `fit` returns: `metrics.json` and the run's model (None on a worker that is not the chief)."""
+
+    metrics: dict
+    model: keras.Model | None
+
+
+def fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method: Method, config: Config,
+        run: RunDir, *, resume_from: Path | None = None, callbacks: Sequence[keras.callbacks.Callback] = (),
+        stream: TextIO | None = None, strategy: tf.distribute.Strategy | None = None) -> Fitted:
+    """Trains `method` on `data` with the training settings of `config`, writing the run in `run`.
+
+    Args:
+      make_classifier: builds (or returns) the classifier in tfuda's form (`tfuda.as_classifier`);
+        called once, inside the strategy's scope, after seeding with `config.seed`.
+      data: the opened data sets; `config`'s data specs are only recorded.
+      method: the method with its hyper-parameters.
+      config: a validated `Config` with `lr` set (`complete_for_method`).
+      run: the run directory (its `config.json` written by the caller).
+      resume_from: a checkpoint directory to continue from (the run's own, or on another worker
+        of a multi-worker run, the chief's); None starts afresh.
+      callbacks: extra Keras callbacks, called after tfuda's own with the same logs.
+      stream: where progress goes (default stdout).
+      strategy: the `tf.distribute` strategy (default: made from `config.strategy`).
+
+    Keras' global dtype policy is set for the run (mixed_float16 under `mixed_precision`) and
     restored afterwards.
 
     Raises:
@@ -245,27 +293,25 @@ def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None,
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
     try:
-        return _train_run(config, run, resume_from, stream or sys.stdout)
+        return _fit(make_classifier, data, method, config, run, resume_from, list(callbacks), stream or sys.stdout,
+                    strategy or make_strategy(config.strategy))
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: TextIO) -> dict:
-    """The run's stages in order, each a named call (51 lines: the list of stages is the point)."""
-    strategy = make_strategy(config.strategy)  # first: multi-worker needs it before other ops
+def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method: Method, config: Config,
+         run: RunDir, resume_from: Path | None, extra_callbacks: list, stream: TextIO,
+         strategy: tf.distribute.Strategy) -> Fitted:
+    """The run's stages in order, each a named call (the list of stages is the point)."""
     replicas = strategy.num_replicas_in_sync
-    method_cls = method_class(config.method)
-    data = open_training_data(config, method_cls,
-                              init_class_names(config.init, config.class_names) if config.init else None)
+    method_cls = type(method)
     target = data.target if method_cls.target_views else None
     chief = is_chief()
     check_select(config, data)
     validate = validation(config, data) if chief else None
-    class_names = list(data.class_names)
     spec = feed_spec(config, method_cls, replicas)
-    method = method_cls.from_config(config)
     method.monitor_target_labels = bool(target is not None and target.info.labeled)
-    trainer = build_training_model(config, method, len(class_names), spec, strategy)
+    trainer = build_training_model(config, method, make_classifier, spec, strategy)
     checkpoints = Checkpoints(trainer, str(run.checkpoints))
     start_step = checkpoints.restore_latest(str(resume_from)) if resume_from is not None else 0
     wall_before = float(checkpoints.wall_time.numpy())
@@ -280,7 +326,8 @@ def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: Te
     # The evaluation runs before the checkpoint of its step, so a collapse that stops the run is
     # never checkpointed.
     callbacks = [*method.callbacks(trainer.classifier, target, spec), loop.NonFiniteGuard(), progress, scalars,
-                 evaluation, loop.PeriodicCheckpoint(checkpoints, config.checkpoint_every, config.steps)]
+                 evaluation, loop.PeriodicCheckpoint(checkpoints, config.checkpoint_every, config.steps),
+                 *extra_callbacks]
     feed = split_for_replicas(
         make_feed(data.source, target, spec, start_step=start_step, target_labeled=data.target_labeled), strategy)
     try:
@@ -299,5 +346,5 @@ def _train_run(config: Config, run: RunDir, resume_from: Path | None, stream: Te
                          f"{selection.chosen['step']} (--on-collapse rollback)")
         wall_time, rolled_back = err.wall_time, True
     if not chief:
-        return {"status": "completed", "steps": int(trainer.optimizer.iterations.numpy())}
+        return Fitted({"status": "completed", "steps": int(trainer.optimizer.iterations.numpy())}, None)
     return finish(config, data, run, trainer, evaluation, selection, wall_time, rolled_back, stream)

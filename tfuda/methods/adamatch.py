@@ -29,7 +29,7 @@ import tensorflow as tf
 from pipelines.augment import unit_uniform
 from pipelines.errors import UserError
 from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
-from tfuda.models.common import batch_norm_layers
+from tfuda.models.common import batch_norm_layers, num_classes_of
 
 
 def align_distribution(p_target: tf.Tensor, source_mean: tf.Tensor, target_mean: tf.Tensor,
@@ -141,7 +141,7 @@ class AdaMatch(Method):
 
     def build(self, model: keras.Model) -> None:
         if self.alignment == "running":
-            self.statistics = AlignmentStatistics(model.get_layer("logits").units, name="alignment_statistics")
+            self.statistics = AlignmentStatistics(num_classes_of(model), name="alignment_statistics")
 
     @property
     def extra_layers(self):

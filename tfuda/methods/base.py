@@ -54,8 +54,8 @@ class Method:
       default_lr: peak learning rate when `--lr` is unset.
 
     Hyper-parameters are the keyword arguments of `__init__`, with their defaults and type
-    annotations; `--method-arg NAME=VALUE` sets them (`from_config`). Names listed in
-    `derived_args` are computed from the run's config instead.
+    annotations, kept as attributes of the same names; `--method-arg NAME=VALUE` sets them
+    (`for_run`). Names listed in `derived_args` are computed from the run's config instead.
 
     `monitor_target_labels` is set by the trainer when the target data carries labels; a method
     may then log monitors computed from them (they never enter a loss).
@@ -78,19 +78,26 @@ class Method:
         return not cls.source_views
 
     @classmethod
-    def hyperparameters(cls) -> dict[str, inspect.Parameter]:
-        """The settable hyper-parameters: name -> `inspect.Parameter` (default and annotation)."""
-        return {name: p for name, p in inspect.signature(cls.__init__).parameters.items()
-                if name != "self" and name not in cls.derived_args}
+    def init_parameters(cls) -> dict[str, inspect.Parameter]:
+        """Every constructor argument: name -> `inspect.Parameter` (default and annotation)."""
+        if cls.__init__ is object.__init__:
+            return {}
+        return {name: p for name, p in inspect.signature(cls.__init__).parameters.items() if name != "self"}
 
     @classmethod
-    def parse_args(cls, values: dict[str, Any]) -> dict[str, Any]:
-        """Checks `--method-arg` values against `hyperparameters`, converting strings by type.
+    def hyperparameters(cls) -> dict[str, inspect.Parameter]:
+        """The settable hyper-parameters: `init_parameters` less `derived_args`."""
+        return {name: p for name, p in cls.init_parameters().items() if name not in cls.derived_args}
+
+    @classmethod
+    def parse_args(cls, values: dict[str, Any], derived: bool = False) -> dict[str, Any]:
+        """Checks `--method-arg` values against `hyperparameters` (and `derived_args` when
+        `derived`), converting strings by type.
 
         Raises:
           UserError: an unknown name or a value of the wrong type (the message lists the names).
         """
-        known = cls.hyperparameters()
+        known = cls.init_parameters() if derived else cls.hyperparameters()
         parsed = {}
         for name, value in values.items():
             if name not in known:
@@ -110,9 +117,22 @@ class Method:
         return parsed
 
     @classmethod
-    def from_config(cls, config) -> "Method":
-        """The method with the hyper-parameters of a `tfuda.config.Config` (`method_args`)."""
+    def for_run(cls, config) -> "Method":
+        """The method with the hyper-parameters of a run's `tfuda.config.Config` (`method_args`)."""
         return cls(**cls.parse_args(config.method_args))
+
+    def run_values(self, steps: int) -> dict[str, Any]:
+        """The run `Config` fields that make `for_run` rebuild this method (inverse of `for_run`)."""
+        return {"method": self.name, "method_args": {name: getattr(self, name) for name in self.hyperparameters()}}
+
+    def get_config(self) -> dict[str, Any]:
+        """Every constructor argument by name (Keras' `get_config`; `from_config` inverts it)."""
+        return {name: getattr(self, name) for name in self.init_parameters()}
+
+    @classmethod
+    def from_config(cls, values: dict[str, Any]) -> "Method":
+        """The method with these hyper-parameters, strings converted by type (`parse_args`)."""
+        return cls(**cls.parse_args(values, derived=True))
 
     def callbacks(self, classifier: keras.Model, target, spec) -> list[keras.callbacks.Callback]:
         """Callbacks the training loop runs with this method (default: none).

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from tfuda.methods.base import Logs, Method, cross_entropy
 from tfuda.models import embedding_model
+from tfuda.models.common import embedding_size_of
 
 
 def nt_xent(z1: tf.Tensor, z2: tf.Tensor, temperature: float) -> tf.Tensor:
@@ -53,12 +54,15 @@ class Contrastive(Method):
     derived_args = ("pretrain_fraction",)
 
     @classmethod
-    def from_config(cls, config) -> "Contrastive":
+    def for_run(cls, config) -> "Contrastive":
         return cls(pretrain_fraction=config.pretrain_steps / config.steps, **cls.parse_args(config.method_args))
+
+    def run_values(self, steps: int) -> dict:
+        return {**super().run_values(steps), "pretrain_steps": max(1, round(self.pretrain_fraction * steps))}
 
     def build(self, model: keras.Model) -> None:
         self.features = embedding_model(model)
-        width = model.get_layer("embedding").output.shape[-1]
+        width = embedding_size_of(model)
         self.head = keras.Sequential([
             keras.Input((width,)),
             keras.layers.Dense(width, activation="relu", dtype="float32"),

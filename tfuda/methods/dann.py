@@ -20,6 +20,7 @@ import tensorflow as tf
 from tfuda.methods.schedules import AnnealedLR
 from tfuda.methods.base import Logs, Method, cross_entropy
 from tfuda.models import embedding_model
+from tfuda.models.common import embedding_size_of
 
 
 @tf.custom_gradient
@@ -52,7 +53,7 @@ class DANN(Method):
 
     def build(self, model: keras.Model) -> None:
         self.features = embedding_model(model)
-        width = model.get_layer("embedding").output.shape[-1]
+        width = embedding_size_of(model)
         self.discriminator = keras.Sequential([
             keras.Input((width,)),
             keras.layers.Dense(self.hidden, activation="relu", dtype="float32"),

@@ -31,6 +31,7 @@ import tensorflow as tf
 from pipelines.errors import UserError
 from tfuda.methods.base import Logs, SourceFreeMethod, cross_entropy, pseudo_label_monitors
 from tfuda.models import embedding_model
+from tfuda.models.common import embedding_size_of, num_classes_of
 from tfuda.validate.sample import TargetSample
 
 
@@ -108,7 +109,7 @@ class SHOT(SourceFreeMethod):
         head = model.get_layer("logits")
         head.trainable = False
         self.features = embedding_model(model)
-        self.state = Centroids(head.units, head.input.shape[-1], name="shot_centroids")
+        self.state = Centroids(num_classes_of(model), embedding_size_of(model), name="shot_centroids")
 
     @property
     def extra_layers(self):

@@ -37,3 +37,13 @@ def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
     """The batch-normalisation layers of `model`, nested ones included."""
     return [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def num_classes_of(model: keras.Model) -> int:
+    """Classes a classifier in tfuda's form outputs (the width of its `logits` layer)."""
+    return int(model.get_layer(LOGITS).output.shape[-1])
+
+
+def embedding_size_of(model: keras.Model) -> int:
+    """Width of a classifier's `embedding` (its penultimate features)."""
+    return int(model.get_layer(EMBEDDING).output.shape[-1])

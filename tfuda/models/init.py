@@ -2,11 +2,9 @@
 
 A tfuda model (made by `build_model`) is used as it is. Any other Keras model (functional or
 Sequential; images float32 `[B, S, S, 3]` with values 0..255 -> logits or probabilities) is
-brought into tfuda's form: its **head** is its last `Dense` layer, whose output may only be
-followed by activation layers (`Softmax`, `Activation`); the head's input is the **embedding**
-(the penultimate features). The model is rebuilt on the same layers (weights shared, nothing
-retrained) with an identity layer named `embedding` before a copy of the head named `logits`
-that outputs logits (a softmax activation of the head is dropped; the loss applies it).
+brought into tfuda's form by `tfuda.models.foreign.as_classifier`: its **head** is its last
+`Dense` layer, whose output may only be followed by activation layers (`Softmax`,
+`Activation`); the head's input is the **embedding** (the penultimate features).
 """
 
 from __future__ import annotations
@@ -17,10 +15,9 @@ from pathlib import Path
 import keras
 
 from pipelines.errors import UserError
-from tfuda.models.common import EMBEDDING, LOGITS
+from tfuda.models.common import num_classes_of
+from tfuda.models.foreign import as_classifier
 from tfuda.rundir import RunDir
-
-ACTIVATIONS = (keras.layers.Softmax, keras.layers.Activation)
 
 
 def _model_file(path: str) -> Path:
@@ -68,8 +65,8 @@ def load_init(path: str, class_names_file: str | None = None) -> tuple[keras.Mod
                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
     names = init_class_names(path, class_names_file)
     model.trainable = True  # a run's model.keras is its EMA copy, saved frozen; methods choose what trains
-    model = as_classifier(model, path)
-    units = model.get_layer(LOGITS).units
+    model = as_classifier(model, origin=f"--init '{path}'")
+    units = num_classes_of(model)
     if names is not None and len(names) != units:
         raise UserError(f"--init '{path}' outputs {units} classes but the class names list {len(names)}: "
                         "give --class-names with one name per output, in output order")
@@ -84,28 +81,3 @@ def _read_class_names(path: str) -> list[str]:
     if not names:
         raise UserError(f"--class-names '{path}' is empty: one class name per line, in output order")
     return names
-
-
-def as_classifier(model: keras.Model, origin: str) -> keras.Model:
-    """`model` in tfuda's form (layers `embedding` and `logits`); see the module docstring."""
-    names = {layer.name for layer in model.layers}
-    if EMBEDDING in names and LOGITS in names:
-        return model
-    shape = model.inputs[0].shape if getattr(model, "inputs", None) else None
-    if shape is None or len(shape) != 4 or shape[-1] != 3 or shape[1] is None or shape[1] != shape[2]:
-        raise UserError(f"--init '{origin}': the model must take square RGB images [batch, S, S, 3] (it takes "
-                        f"{None if shape is None else list(shape)}); functional and Sequential models only")
-    dense = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Dense)]
-    after = model.layers[dense[-1] + 1:] if dense else []
-    if not dense or any(not isinstance(layer, ACTIVATIONS) for layer in after):
-        raise UserError(f"--init '{origin}': cannot find the classifier head: the last Dense layer must be the "
-                        "output (or followed only by Softmax/Activation layers)")
-    head = model.layers[dense[-1]]
-    if head.activation not in (keras.activations.linear, keras.activations.softmax):
-        raise UserError(f"--init '{origin}': the head '{head.name}' has activation {head.activation.__name__}; "
-                        "it must output logits (no activation) or probabilities (softmax)")
-    embedding = keras.layers.Identity(name=EMBEDDING)(head.input)
-    logits_layer = keras.layers.Dense(head.units, use_bias=head.use_bias, name=LOGITS, dtype="float32")
-    logits = logits_layer(embedding)
-    logits_layer.set_weights(head.get_weights())
-    return keras.Model(model.inputs[0], logits, name=f"{model.name}_init")

@@ -1,0 +1,307 @@
+"""The Python API's training and evaluation calls: `tfuda.adapt` and `tfuda.evaluate` on your own model and data.
+
+    import tfuda
+    result = tfuda.adapt(model, source_ds, target_ds, method=tfuda.AdaMatch(tau=0.9),
+                         class_names=["cat", "dog"], steps=1000)
+    result.model  # the adapted (EMA) classifier, images float32 0..255 -> logits
+
+It runs the command line's training (`tfuda.engine.run.fit`): the same feed, train step,
+checkpoints, label-free validators, collapse alarm and `metrics.json`, so a run made here
+reads like one made by `python -m tfuda.train`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import tensorflow as tf
+
+from pipelines.errors import DataError, UserError
+from pipelines.feeds import make_feed
+from pipelines.run_data import TrainingData
+from pipelines.sources import Source, SourceInfo, check_same_classes, open_source
+from pipelines.user_data import from_dataset
+from tfuda.atomic import write_json_atomic
+from tfuda.config import Config
+from tfuda.engine.evaluate import EvalResult
+from tfuda.engine.evaluate import evaluate as evaluate_source
+from tfuda.methods import METHODS, Method, method_class
+from tfuda.models.common import num_classes_of
+from tfuda.models.foreign import as_classifier
+from tfuda.rundir import RunDir
+
+TRAINING_OPTIONS = ("steps", "batch_size", "uratio", "lr", "weight_decay", "ema_decay", "seed", "flip", "xla",
+                    "augment_on", "checkpoint_every", "eval_every", "validation_size", "on_collapse", "select")
+"""The `Config` fields `adapt` takes as keyword options (see `python -m tfuda.train --help`)."""
+
+Data = Source | tf.data.Dataset | str | None
+"""A data argument: an opened `Source`, a `tf.data.Dataset` (see `pipelines.from_dataset`), or
+a spec string (`pipelines.open_source`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptResult:
+    """What `adapt` returns.
+
+    Attributes:
+      model: the adapted classifier (the EMA weights, or the `select`ed evaluation's), images
+        float32 `[B, S, S, 3]` 0..255 -> logits `[B, K]`.
+      class_names: the classes, in output order.
+      metrics: the run's `metrics.json` (status, accuracies where labels exist, validators,
+        collapse alarms, evaluation history, config).
+      run_dir: the run directory, or None when `adapt` used a temporary one.
+    """
+
+    model: keras.Model
+    class_names: list[str]
+    metrics: dict
+    run_dir: Path | None
+
+    @property
+    def target_accuracy(self) -> float | None:
+        """Accuracy on the labeled target evaluation set (None without one)."""
+        return self.metrics.get("target_accuracy")
+
+    @property
+    def validators(self) -> dict[str, float]:
+        """The label-free validator scores of `model` on the unlabeled target."""
+        return self.metrics.get("validators", {})
+
+    @property
+    def alarms(self) -> list[dict]:
+        """Collapse alarms raised during training (`step`, `message`)."""
+        return self.metrics.get("alarms", [])
+
+
+def api_message(text: str) -> str:
+    """A command-line error message worded for Python callers: `--batch-size` -> `batch_size`."""
+    return re.sub(r"--([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_"), text)
+
+
+def _method(method: str | Method) -> Method:
+    if isinstance(method, Method):
+        return method
+    if isinstance(method, str):
+        return method_class(method)()
+    raise UserError(f"method: give a method name ({', '.join(METHODS)}) or a method object such as "
+                    f"tfuda.AdaMatch(tau=0.9), got {type(method).__name__}")
+
+
+def as_source(data: Data, argument: str, class_names: Sequence[str] | None = None) -> Source | None:
+    """`data` as an opened `Source` (None stays None); errors start with `argument`."""
+    if data is None or isinstance(data, Source):
+        return data
+    if isinstance(data, tf.data.Dataset):
+        return from_dataset(data, class_names, name=argument, argument=argument)
+    if isinstance(data, str):
+        try:
+            return open_source(data)
+        except DataError as err:
+            raise DataError(f"{argument}: {err}") from None
+    raise DataError(f"{argument}: give a tf.data.Dataset, a pipelines.Source or a spec string, "
+                    f"got {type(data).__name__}")
+
+
+def _open_data(given: dict[str, Data], class_names: Sequence[str] | None, outputs: int,
+               method: Method) -> TrainingData:
+    """Opens `adapt`'s data arguments (by name) as `TrainingData`.
+
+    The class names are `class_names`, else those of the first labeled spec or Source, else
+    `"0"`..`"K-1"` for the model's `outputs`; datasets are opened with them. Evaluation sets
+    default to the held-out split of a target/source spec that has one (`digits-m` ->
+    `digits-m:test`).
+    """
+    opened = {name: None if isinstance(value, tf.data.Dataset) else as_source(value, name)
+              for name, value in given.items()}
+    names = tuple(class_names or next((s.info.class_names for s in opened.values() if s and s.info.labeled), None)
+                  or [str(k) for k in range(outputs)])
+    for name, value in given.items():
+        if isinstance(value, tf.data.Dataset):
+            opened[name] = as_source(value, name, names)
+    if outputs != len(names):
+        raise UserError(f"model: outputs {outputs} classes but there are {len(names)} class names: give a model "
+                        f"whose last layer has {len(names)} units (or the class_names of its outputs)")
+    for name, default_from in (("eval_target", "target"), ("eval_source", "source")):
+        if opened[name] is None and opened[default_from] is not None and opened[default_from].info.held_out:
+            opened[name] = as_source(opened[default_from].info.held_out, name)
+    return TrainingData(names, None if method.source_free() else opened["source"], opened["target"],
+                        eval_target=opened["eval_target"], eval_source=opened["eval_source"])
+
+
+def _check_data(data: TrainingData, method: Method) -> None:
+    """The checks `pipelines.run_data.RunData` makes on specs, on opened sources."""
+    if not method.source_free():
+        if data.source is None or not data.source.info.labeled:
+            raise DataError(f"source: method {method.name} trains on labeled source images: give a labeled source "
+                            "((image, label) elements and class_names)")
+    if method.target_views and data.target is None:
+        raise DataError(f"target: method {method.name} needs the unlabeled target images")
+    reference = SourceInfo("the model's classes", data.class_names, None, (None,) * 3)
+    for argument in ("source", "target", "eval_target", "eval_source"):
+        opened = getattr(data, argument)
+        if opened is not None:
+            check_same_classes(reference, opened.info, argument)
+    for argument in ("eval_target", "eval_source"):
+        opened = getattr(data, argument)
+        if opened is not None and not opened.info.labeled:
+            raise DataError(f"{argument}: an evaluation set must be labeled")
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - set(TRAINING_OPTIONS))
+    if unknown:
+        raise UserError(f"adapt: unknown option(s) {', '.join(unknown)}; options are {', '.join(TRAINING_OPTIONS)}")
+
+
+def _run_config(method: Method, data: TrainingData, image_size: int, model_name: str,
+                options: dict[str, Any]) -> Config:
+    """The run's `Config`: `options` and `method`'s values, the data's specs recorded; checked."""
+    spec = lambda s: None if s is None else s.info.spec  # noqa: E731
+    values = {**options, **method.run_values(options.get("steps", Config.steps))}
+    config = Config(source=spec(data.source), target=spec(data.target), eval_target=spec(data.eval_target),
+                    eval_source=spec(data.eval_source), model=f"keras:{model_name}", image_size=image_size,
+                    no_report=True, **values)
+    try:
+        config.validate()
+    except UserError as err:
+        raise UserError(api_message(str(err))) from None
+    config.lr = config.lr or type(method).default_lr
+    return config
+
+
+def _run_dir(run_dir: str | Path | None, resume: bool) -> tuple[RunDir, bool]:
+    """`(run directory, whether it is temporary)`; refuses to clobber a run or to resume nothing."""
+    if run_dir is None:
+        if resume:
+            raise UserError("adapt: resume=True needs the run_dir of the run to continue")
+        return RunDir(tempfile.mkdtemp(prefix="tfuda-adapt-")), True
+    run = RunDir(run_dir)
+    if resume and not run.checkpoints.is_dir():
+        raise UserError(f"adapt: run_dir '{run.path}' has no checkpoints to resume from")
+    if not resume and run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
+        raise UserError(f"adapt: run_dir '{run.path}' exists and is not empty: choose a new directory, or pass "
+                        "resume=True to continue that run")
+    return run, False
+
+
+def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], source: Data = None,
+          target: Data = None, *, method: str | Method = "adamatch", class_names: Sequence[str] | None = None,
+          embedding: str | None = None, image_size: int | None = None, eval_target: Data = None,
+          eval_source: Data = None, run_dir: str | Path | None = None, resume: bool = False,
+          callbacks: Sequence[keras.callbacks.Callback] = (), verbose: bool = True,
+          **options: Any) -> AdaptResult:
+    """Adapts `model` from the labeled `source` to the unlabeled `target` with `method`.
+
+    Args:
+      model: a Keras classifier, images float32 `[B, S, S, 3]` (0..255) -> logits or
+        probabilities; or a `(backbone, head)` pair (see `tfuda.as_classifier`). Its layers are
+        trained in place; `result.model` is the adapted copy to evaluate and export.
+      source: labeled source images (`None` for the source-free methods `shot` and `tent`).
+      target: unlabeled target images (labels, if present, are never trained on).
+      method: a method object (`tfuda.AdaMatch(tau=0.9)`, ...) or name (`"adamatch"`).
+      class_names: class names in label order for datasets (default: a spec's or Source's own,
+        else `"0"`..`"K-1"` for the model's K outputs).
+      embedding: the layer whose output is the embedding (default: the input of the last Dense).
+      image_size: S, for a model that has no input shape yet.
+      eval_target, eval_source: labeled evaluation sets; accuracy on them is reported only
+        (default: the held-out split of a `target`/`source` spec that has one).
+      run_dir: where checkpoints, TensorBoard logs, `metrics.json` and `model.keras` go
+        (default: a temporary directory, removed at the end).
+      resume: continue the run in `run_dir` from its last checkpoint.
+      callbacks: Keras callbacks, e.g. `keras.callbacks.TensorBoard`; they see each step's logs
+        (`loss`, `losses/...`, `monitors/...`).
+      verbose: print the progress lines.
+      **options: training settings, as the command-line flags: `steps`, `batch_size`, `lr`,
+        `seed`, ... (`TRAINING_OPTIONS`).
+
+    Returns:
+      an `AdaptResult`.
+
+    Raises:
+      UserError (a ValueError): before training, for a model whose output size does not match
+        the classes, data of the wrong structure, a model without an identifiable embedding,
+        an unknown option or a bad value.
+      tfuda.engine.loop.NonFiniteLoss, Collapsed: training failed (see `on_collapse`).
+    """
+    from tfuda.engine.run import fit
+
+    _check_options(options)
+    method = _method(method)
+    classifier = as_classifier(model, embedding, image_size=image_size)
+    data = _open_data({"source": source, "target": target, "eval_target": eval_target, "eval_source": eval_source},
+                      class_names, num_classes_of(classifier), method)
+    _check_data(data, method)
+    config = _run_config(method, data, int(classifier.input_shape[1]), classifier.name, options)
+    run, temporary = _run_dir(run_dir, resume)
+    config.out = str(run.path)
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run.config_file, config.to_dict())
+    try:
+        fitted = fit(lambda: classifier, data, method, config, run,
+                     resume_from=run.checkpoints if resume else None, callbacks=callbacks,
+                     stream=sys.stdout if verbose else io.StringIO())
+    finally:
+        if temporary:
+            shutil.rmtree(run.path, ignore_errors=True)
+    return AdaptResult(fitted.model, list(data.class_names), fitted.metrics, None if temporary else run.path)
+
+
+def evaluate(model: keras.Model, data: Data, *, class_names: Sequence[str] | None = None) -> EvalResult:
+    """Accuracy of a classifier on labeled data, preprocessed as in training.
+
+    Args:
+      model: images float32 `[B, S, S, 3]` (0..255) -> logits or probabilities.
+      data: labeled images: a `tf.data.Dataset` of `(image, label)`, a `Source` or a spec.
+      class_names: the classes of a dataset's labels (default `"0"`..`"K-1"`, K the model's outputs).
+
+    Returns:
+      an `EvalResult` (accuracy, per-class accuracy, confusion matrix).
+    """
+    outputs = int(model.output_shape[-1])
+    source = as_source(data, "data", class_names or [str(k) for k in range(outputs)])
+    if source is None or not source.info.labeled:
+        raise DataError("data: evaluation needs labeled images")
+    if source.info.num_classes != outputs:
+        raise UserError(f"model: outputs {outputs} classes, data has {source.info.num_classes}")
+    return evaluate_source(model, source, int(model.input_shape[1]))
+
+
+def feed(method: str | Method, source: Data = None, target: Data = None, *, class_names: Sequence[str] | None = None,
+         image_size: int = 32, batch_size: int = 32, uratio: int | None = None, seed: int = 0,
+         flip: bool = False) -> tf.data.Dataset:
+    """The training feed `adapt` builds for `method` from two data sets, to look at or reuse.
+
+    Args:
+      method: a method object or name; it decides the views (`weak`, `strong`, ...) and the
+        default `uratio`.
+      source, target: labeled source and unlabeled target data (as for `adapt`).
+      class_names: the classes of a labeled dataset's labels (required for one; a spec or
+        Source names its own).
+      image_size, batch_size, uratio, seed, flip: as the `adapt` options of the same names.
+
+    Returns:
+      an infinite `tf.data.Dataset` of dicts `{"seed": int64 [2], "source": {"labels": int64 [B],
+      VIEW: float32 [B, S, S, 3] (0..255), ...}, "target": {"labels": int64 [U] (-1 unknown),
+      VIEW: float32 [U, S, S, 3], ...}}` with U = uratio * B (see `pipelines.feeds`).
+    """
+    from tfuda.engine.run import method_feed_spec
+
+    method = _method(method)
+    opened_source = as_source(source, "source", class_names)
+    opened_target = as_source(target, "target", class_names or (opened_source.info.class_names
+                                                                if opened_source is not None else None))
+    spec = method_feed_spec(type(method), global_batch_size=batch_size, uratio=uratio, image_size=image_size,
+                            flip=flip, seed=seed)
+    if spec.source_views and opened_source is None:
+        raise DataError(f"source: method {method.name} trains on labeled source images")
+    if spec.target_views and opened_target is None:
+        raise DataError(f"target: method {method.name} needs the unlabeled target images")
+    return make_feed(opened_source, opened_target, spec)

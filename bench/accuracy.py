@@ -22,12 +22,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-RUNS = {
-    "source-only": ["--method", "source-only", "--source", "digits", "--target", "digits-m"],
-    "adamatch": ["--method", "adamatch", "--source", "digits", "--target", "digits-m"],
-    "oracle": ["--method", "source-only", "--source", "digits-m", "--target", "digits-m",
-               "--eval-target", "digits-m:test", "--eval-source", "digits:test"],
-}
+def task_runs(source: str = "digits", target: str = "digits-m") -> dict[str, list[str]]:
+    """Source-only, AdaMatch and the labeled-target oracle on one task: {name: tfuda.train flags}."""
+    return {
+        "source-only": ["--method", "source-only", "--source", source, "--target", target],
+        "adamatch": ["--method", "adamatch", "--source", source, "--target", target],
+        "oracle": ["--method", "source-only", "--source", target, "--target", target,
+                   "--eval-target", f"{target}:test", "--eval-source", f"{source}:test"],
+    }
+
+
+RUNS = task_runs()
 
 
 def run_all(runs: dict[str, list[str]], steps: int, seed: int, out: Path, extra: list[str]) -> dict[str, dict]:

@@ -155,3 +155,13 @@ def test_ssl_and_ssda_settings_run(tmp_path, capsys, extra, printed):
 def test_settings_that_do_not_fit_the_data(tmp_path, capsys, argv, message):
     assert main([*argv, "--out", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_label_smoothed_cross_entropy_by_hand():
+    from tfuda.methods.base import cross_entropy
+
+    logits = tf.math.log(tf.constant([[0.5, 0.25, 0.25]]))
+    plain = -math.log(0.5)
+    smoothed = 0.9 * plain + 0.1 * -(math.log(0.5) + 2 * math.log(0.25)) / 3  # (1 - eps) CE + eps mean(-log p)
+    assert float(cross_entropy(tf.constant([0]), logits)[0]) == pytest.approx(plain, abs=1e-6)
+    assert float(cross_entropy(tf.constant([0]), logits, 0.1)[0]) == pytest.approx(smoothed, abs=1e-6)

@@ -15,10 +15,17 @@ from tfuda.methods.schedules import CosineDecayTo
 Logs = dict[str, tf.Tensor]
 
 
-def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """Per-example sparse softmax cross-entropy in float32. labels int `[N]`, logits `[N, K]`."""
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=labels, logits=tf.cast(logits, tf.float32))
+def cross_entropy(labels: tf.Tensor, logits: tf.Tensor, smoothing: float = 0.0) -> tf.Tensor:
+    """Per-example sparse softmax cross-entropy in float32. labels int `[N]`, logits `[N, K]`.
+
+    `smoothing` eps: against the label smoothed to (1 - eps) one-hot + eps / K, i.e.
+    (1 - eps) * CE(y) + eps * mean_k(-log p_k).
+    """
+    logits = tf.cast(logits, tf.float32)
+    if not smoothing:
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    log_p = tf.nn.log_softmax(logits)
+    return -(1.0 - smoothing) * tf.gather(log_p, labels, batch_dims=1) - smoothing * tf.reduce_mean(log_p, axis=1)
 
 
 def warmup(progress: tf.Tensor) -> tf.Tensor:

@@ -10,7 +10,8 @@ budget), in one sweep (`python -m tfuda.sweep`; finished runs in `--out` are reu
 task, each method's target accuracy on `TARGET:test` (never trained on), the gap closed
 (method - source-only) / (oracle - source-only), and the wall time, with the CPU it ran on.
 `adamatch-batch` is AdaMatch aligning with the current batch's means instead of the official
-running statistics (`--method-arg alignment=batch`). `--samples PNG` writes a row of sample
+running statistics (`--method-arg alignment=batch`); `adamatch-wd` is AdaMatch with the official
+code's weight decay 0.001 instead of tfuda's 5e-4. `--samples PNG` writes a row of sample
 images per data set of the suite (the README's picture) and exits.
 """
 
@@ -29,6 +30,7 @@ VARIANTS = {
     "source-only": {"method": "source-only"},
     "adamatch": {"method": "adamatch"},
     "adamatch-batch": {"method": "adamatch", "method_args.alignment": "batch"},
+    "adamatch-wd": {"method": "adamatch", "weight_decay": 0.001},
     "fixmatch": {"method": "fixmatch"},
     "dann": {"method": "dann"},
     "contrastive": {"method": "contrastive"},

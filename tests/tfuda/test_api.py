@@ -171,3 +171,15 @@ def test_feed_gives_the_methods_views_from_two_datasets(domains):
     np.testing.assert_array_equal(batch["target"]["strong"], again["target"]["strong"])  # seeded
     with pytest.raises(UserError, match="^target: method fixmatch needs the unlabeled target"):
         tfuda.feed("fixmatch", source, class_names=[str(k) for k in range(10)])
+
+
+def test_adapt_source_free_from_a_model_in_memory(domains):
+    _, target, test = domains
+    model = small_model()
+    result = tfuda.adapt(model, target=target, method=tfuda.TENT(), eval_target=test, verbose=False,
+                         **{**STEPS, "steps": 2, "eval_every": 2})
+    assert result.metrics["status"] == "completed" and result.metrics["config"]["source"] is None
+    assert result.metrics["config"]["method"] == "tent" and result.target_accuracy is not None
+    with pytest.raises(UserError, match="trains batch-normalisation layers, and the model has none"):
+        tfuda.adapt(keras.Sequential([keras.Input((16, 16, 3)), L.Flatten(), L.Dense(10)]), target=target,
+                    method="tent", verbose=False)

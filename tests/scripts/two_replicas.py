@@ -62,7 +62,7 @@ if mode == "step":
 elif mode == "stats":
     # AdaMatch's batch statistics are per replica: on 2 replicas its logs must equal the mean of
     # the logs of each half-batch computed alone (batch norm frozen, so examples are independent;
-    # alignment by batch means, which the running statistics start from).
+    # alignment by batch means, the default).
     from tfuda.methods import AdaMatch
 
     mirrored = make_strategy("mirrored")

@@ -33,13 +33,13 @@ def test_running_statistics_follow_the_official_code_by_hand():
     assert AlignmentStatistics.from_config(stats.get_config()).window == 2
 
 
-def test_adamatch_aligns_with_running_statistics_by_default_and_batch_means_on_request():
+def test_adamatch_aligns_with_batch_means_by_default_and_running_statistics_on_request():
     from pipelines.errors import UserError
     from tfuda.config import Config
     from tfuda.engine.run import complete_for_method
 
     model = build_model("cnn-small", 3, 8)
-    running, batch = AdaMatch(), AdaMatch(alignment="batch")
+    running, batch = AdaMatch(alignment="running"), AdaMatch()
     running.build(model)
     batch.build(model)
     assert [layer.name for layer in running.extra_layers] == ["alignment_statistics"]
@@ -52,8 +52,13 @@ def test_adamatch_aligns_with_running_statistics_by_default_and_batch_means_on_r
         complete_for_method(Config(method_args={"alignment": "mean"}).validate(), set())
 
 
-def test_the_running_statistics_are_checkpointed(tiny_run):
-    checkpoint = tf.train.latest_checkpoint(str(tiny_run / "checkpoints"))
+def test_the_running_statistics_are_checkpointed(tmp_path):
+    from tests.conftest import TINY_RUN_ARGS
+    from tfuda.train import main
+
+    run = tmp_path / "running"
+    assert main([*TINY_RUN_ARGS, "--method-arg", "alignment=running", "--no-report", "--out", str(run)]) == 0
+    checkpoint = tf.train.latest_checkpoint(str(run / "checkpoints"))
     saved = {name: shape for name, shape in tf.train.list_variables(checkpoint)}
     means = [name for name in saved if "method_0" in name and "target_means" in name]
     assert len(means) == 1 and saved[means[0]] == [128, 10]

@@ -7,11 +7,12 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    z'' = f(x) in training mode on the source alone, its batch-norm statistic updates discarded.
    z_x = lambda * z'_x + (1 - lambda) * z''_x with lambda ~ U(0, 1) element-wise.
 2. Distribution alignment. p_x = softmax(z_x,w), p_u = softmax(z'_u,w);
-   p~_u = normalize(p_u * m_x / m_u) (per class, rows renormalised to 1), where, as in the
-   official code, m_x is an exponential moving average (decay 0.999) of the batch means E[p_x]
-   and m_u the mean of the last 128 batch means E[p_u], both starting from uniform
-   (`AlignmentStatistics`, checkpointed; `--method-arg alignment=batch` uses the current
-   batch's means instead).
+   p~_u = normalize(p_u * m_x / m_u) (per class, rows renormalised to 1), where m_x, m_u are
+   the current batch's means E[p_x], E[p_u] (`alignment=batch`, the default, chosen on the
+   built-in suite: README "Built-in suite of shifts") or, as in the official code
+   (`alignment=running`), an exponential moving average (decay 0.999) of the batch means E[p_x]
+   and the mean of the last 128 batch means E[p_u], both starting from uniform
+   (`AlignmentStatistics`, checkpointed).
 3. Relative confidence threshold. c_tau = tau * E[max_k p_x]; mask = max_k p~_u >= c_tau;
    hard pseudo-labels y^_u = argmax_k p~_u (no gradient through 2-3).
 4. Loss. L_source = (CE(y, z_x,w) + CE(y, z_x,s)) / 2; L_target = E[mask * CE(y^_u, z'_u,s)];
@@ -124,14 +125,14 @@ ALIGNMENTS = ("running", "batch")
 
 class AdaMatch(Method):
     """AdaMatch for UDA, SSL and SSDA. Hyper-parameters: tau (0.9), lambda_u (1.0), alignment
-    (`running`: the official code's statistics; `batch`: the current batch's means)."""
+    (`batch`, the default: the current batch's means; `running`: the official code's statistics)."""
 
     name = "adamatch"
     source_views = ("weak", "strong")
     target_views = ("weak", "strong")
     default_uratio = 3
 
-    def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "running"):
+    def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch"):
         if alignment not in ALIGNMENTS:
             raise UserError(f"--method-arg alignment={alignment}: choose {' or '.join(ALIGNMENTS)}")
         self.tau = tau

@@ -2,11 +2,14 @@
 
     python examples/adapt_sequential.py [--steps 400] [--out /tmp/tfuda-example]
 
-The source domain is scikit-learn's 8x8 handwritten digits (dark digits on a light ground after
-inversion); the target is the same kind of digits drawn light on a coloured, noisy ground —
+The source domain is scikit-learn's 8x8 handwritten digits in black ink on white; the target is
+the other half of them in ink of a random dark colour on a random light colour, with noise —
 a stand-in for your labeled data set and the differently-looking images you deploy on. Both
 are plain NumPy arrays wrapped in `tf.data.Dataset`s, and the model is an ordinary
-`keras.Sequential`: nothing here is specific to the built-in demo data.
+`keras.Sequential`: nothing here is specific to the built-in demo data. At the default 400
+steps, source-only training reaches about 0.19 on the target test images (the collapse alarm
+fires) and AdaMatch about 0.94 (seed 0; 35 s of training on an Intel Xeon, 2 cores, while other
+jobs shared them).
 """
 
 from __future__ import annotations

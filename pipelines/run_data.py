@@ -43,6 +43,20 @@ class OpenOptions:
             raise DataError(f"{flag}: {err}") from None
 
 
+def check_classes(opened: Source, class_names: Sequence[str], classes_from: str, flag: str) -> Source:
+    """`opened`, if labeled with exactly `class_names` (or unlabeled); else a DataError that
+    starts with `flag` and names the reference `classes_from`."""
+    check_same_classes(SourceInfo(classes_from, tuple(class_names), None, (None,) * 3), opened.info, flag)
+    return opened
+
+
+def check_evaluation_set(opened: Source, class_names: Sequence[str], classes_from: str, flag: str) -> Source:
+    """`opened`, if it is labeled, with `class_names` (see `check_classes`); else a DataError."""
+    if not opened.info.labeled:
+        raise DataError(f"{flag} '{opened.info.spec}' has no labels; an evaluation set must be labeled")
+    return check_classes(opened, class_names, classes_from, flag)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
     """Every opened data set of one training run (see `RunData` for what each holds).
@@ -150,16 +164,15 @@ class RunData:
         return TrainingData(self.class_names, self.source, self.target, self.target_labeled, self.eval_target,
                             self.eval_source)
 
+    @property
+    def _reference(self) -> str:
+        """What the class names are named after in errors: the --init model, or the source spec."""
+        return self._classes_from if self._class_names is not None else self.config["source"]
+
     def _same_classes(self, opened: Source, flag: str) -> Source:
-        name = self._classes_from if self._class_names is not None else self.config["source"]
-        reference = SourceInfo(name, self.class_names, None, (None,) * 3)
-        check_same_classes(reference, opened.info, flag)
-        return opened
+        return check_classes(opened, self.class_names, self._reference, flag)
 
     def _eval_set(self, flag: str, spec: str | None) -> Source | None:
         if spec is None:
             return None
-        opened = self.options.open(spec, flag)
-        if not opened.info.labeled:
-            raise DataError(f"{flag} '{spec}' has no labels; an evaluation set must be labeled")
-        return self._same_classes(opened, flag)
+        return check_evaluation_set(self.options.open(spec, flag), self.class_names, self._reference, flag)

@@ -26,8 +26,8 @@ import tensorflow as tf
 
 from pipelines.errors import DataError, UserError
 from pipelines.feeds import make_feed
-from pipelines.run_data import TrainingData
-from pipelines.sources import Source, SourceInfo, check_same_classes, open_source
+from pipelines.run_data import TrainingData, check_classes, check_evaluation_set
+from pipelines.sources import Source, open_source
 from pipelines.user_data import from_dataset
 from tfuda.atomic import write_json_atomic
 from tfuda.config import Config
@@ -41,6 +41,9 @@ from tfuda.rundir import RunDir
 TRAINING_OPTIONS = ("steps", "batch_size", "uratio", "lr", "weight_decay", "ema_decay", "seed", "flip", "xla",
                     "augment_on", "checkpoint_every", "eval_every", "validation_size", "on_collapse", "select")
 """The `Config` fields `adapt` takes as keyword options (see `python -m tfuda.train --help`)."""
+
+MODEL_CLASSES = "the model's classes"
+"""How errors name the class names `adapt` checks every labeled data set against."""
 
 Data = Source | tf.data.Dataset | str | None
 """A data argument: an opened `Source`, a `tf.data.Dataset` (see `pipelines.from_dataset`), or
@@ -136,23 +139,24 @@ def _open_data(given: dict[str, Data], class_names: Sequence[str] | None, output
                         eval_target=opened["eval_target"], eval_source=opened["eval_source"])
 
 
+def _check_parts(method: Method, source: Source | None, target: Source | None) -> None:
+    """Raises DataError unless `method` has what it trains on: a labeled source, a target."""
+    if not method.source_free() and (source is None or not source.info.labeled):
+        raise DataError(f"source: method {method.name} trains on labeled source images: give a labeled source "
+                        "((image, label) elements and class_names)")
+    if method.target_views and target is None:
+        raise DataError(f"target: method {method.name} needs the unlabeled target images")
+
+
 def _check_data(data: TrainingData, method: Method) -> None:
     """The checks `pipelines.run_data.RunData` makes on specs, on opened sources."""
-    if not method.source_free():
-        if data.source is None or not data.source.info.labeled:
-            raise DataError(f"source: method {method.name} trains on labeled source images: give a labeled source "
-                            "((image, label) elements and class_names)")
-    if method.target_views and data.target is None:
-        raise DataError(f"target: method {method.name} needs the unlabeled target images")
-    reference = SourceInfo("the model's classes", data.class_names, None, (None,) * 3)
-    for argument in ("source", "target", "eval_target", "eval_source"):
-        opened = getattr(data, argument)
-        if opened is not None:
-            check_same_classes(reference, opened.info, argument)
+    _check_parts(method, data.source, data.target)
+    for argument in ("source", "target"):
+        if getattr(data, argument) is not None:
+            check_classes(getattr(data, argument), data.class_names, MODEL_CLASSES, argument)
     for argument in ("eval_target", "eval_source"):
-        opened = getattr(data, argument)
-        if opened is not None and not opened.info.labeled:
-            raise DataError(f"{argument}: an evaluation set must be labeled")
+        if getattr(data, argument) is not None:
+            check_evaluation_set(getattr(data, argument), data.class_names, MODEL_CLASSES, argument)
 
 
 def _check_options(options: dict[str, Any]) -> None:
@@ -298,10 +302,6 @@ def feed(method: str | Method, source: Data = None, target: Data = None, *, clas
     opened_source = as_source(source, "source", class_names)
     opened_target = as_source(target, "target", class_names or (opened_source.info.class_names
                                                                 if opened_source is not None else None))
-    spec = method_feed_spec(type(method), global_batch_size=batch_size, uratio=uratio, image_size=image_size,
-                            flip=flip, seed=seed)
-    if spec.source_views and opened_source is None:
-        raise DataError(f"source: method {method.name} trains on labeled source images")
-    if spec.target_views and opened_target is None:
-        raise DataError(f"target: method {method.name} needs the unlabeled target images")
-    return make_feed(opened_source, opened_target, spec)
+    _check_parts(method, opened_source, opened_target)
+    return make_feed(opened_source, opened_target, method_feed_spec(
+        type(method), global_batch_size=batch_size, uratio=uratio, image_size=image_size, flip=flip, seed=seed))

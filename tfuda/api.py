@@ -34,7 +34,7 @@ from tfuda.config import Config
 from tfuda.engine.evaluate import EvalResult
 from tfuda.engine.evaluate import evaluate as evaluate_source
 from tfuda.methods import METHODS, Method, method_class
-from tfuda.models.common import num_classes_of
+from tfuda.models.common import num_classes_of, trainable_flags_kept
 from tfuda.models.foreign import as_classifier
 from tfuda.rundir import RunDir
 
@@ -249,9 +249,10 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
     run.path.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run.config_file, config.to_dict())
     try:
-        fitted = fit(lambda: classifier, data, method, config, run,
-                     resume_from=run.checkpoints if resume else None, callbacks=callbacks,
-                     stream=sys.stdout if verbose else io.StringIO())
+        with trainable_flags_kept(classifier):
+            fitted = fit(lambda: classifier, data, method, config, run,
+                         resume_from=run.checkpoints if resume else None, callbacks=callbacks,
+                         stream=sys.stdout if verbose else io.StringIO())
     finally:
         if temporary:
             shutil.rmtree(run.path, ignore_errors=True)

@@ -183,3 +183,26 @@ def test_adapt_source_free_from_a_model_in_memory(domains):
     with pytest.raises(UserError, match="trains batch-normalisation layers, and the model has none"):
         tfuda.adapt(keras.Sequential([keras.Input((16, 16, 3)), L.Flatten(), L.Dense(10)]), target=target,
                     method="tent", verbose=False)
+
+
+def test_an_adapted_model_trains_again_like_any_keras_model(domains, tiny_run):
+    """The EMA model a run returns and saves keeps the given model's trainable flags: adapting it
+    (or `fit` in Keras) trains, and the method's freezing (TENT: all but batch norm) stays inside
+    the run. A model with nothing left to train is an error, not a run that silently changes nothing."""
+    _, target, test = domains
+    saved = keras.saving.load_model(tiny_run / "model.keras", compile=False)
+    assert saved.trainable and len(saved.trainable_weights) == len(saved.weights) - 2 * len(
+        [layer for layer in saved.layers if isinstance(layer, L.BatchNormalization)])
+    model = small_model()
+    result = tfuda.adapt(model, target=target, method=tfuda.TENT(), eval_target=test, verbose=False,
+                         **{**STEPS, "steps": 2, "eval_every": 2})
+    assert all(layer.trainable for layer in model.layers)  # the caller's model is as it was given
+    assert all(layer.trainable for layer in result.model.layers)
+    before = result.model.get_weights()
+    again = tfuda.adapt(result.model, target=target, method=tfuda.SHOT(), embedding="features", verbose=False,
+                        **{**STEPS, "steps": 2, "eval_every": 2, "ema_decay": 0.0})
+    assert any(not np.allclose(a, b) for a, b in zip(before, again.model.get_weights()))
+    frozen = small_model()
+    frozen.trainable = False
+    with pytest.raises(UserError, match="no trainable weights.*model.trainable = True"):
+        tfuda.adapt(frozen, target=target, method="shot", embedding="features", verbose=False, **STEPS)

@@ -153,3 +153,30 @@ def test_source_given_to_a_source_free_method_is_named_unused(tiny_run, tmp_path
     assert main([*FAST, "--method", "tent", "--init", str(tiny_run), "--source", "digits",
                  "--target", "digits-m", "--out", str(tmp_path / "r")]) == 0
     assert "--source 'digits' is not used by the source-free --method tent" in capsys.readouterr().err
+
+
+def test_shot_labels_with_the_weights_of_its_last_clustering():
+    """An image keeps its pseudo-label between clusterings while the trained weights move (as in
+    the official code's per-interval labels); the next clustering takes the current weights."""
+    from tfuda.validate.sample import TargetSample
+
+    class Sample(TargetSample):
+        def __init__(self, images):
+            self.images = images
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 16, 16, 3)).astype("uint8")
+    model = build_model("cnn-small", 10, 16)
+    shot = SHOT()
+    shot.build(model)
+    shot.recompute(model, Sample(images))
+    batch = tf.constant(images[:32], tf.float32)
+    labels = shot.pseudo_labels(batch).numpy()
+    assert not any(v.trainable for v in shot.labeller.weights)
+    for variable in model.trainable_variables:  # a large step of training
+        variable.assign(variable + rng.normal(0, 0.5, variable.shape).astype("float32"))
+    np.testing.assert_array_equal(shot.pseudo_labels(batch), labels)
+    shot.recompute(model, Sample(images))
+    for mine, theirs in zip(shot.labeller.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    assert not np.array_equal(shot.pseudo_labels(batch), labels)

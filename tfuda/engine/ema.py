@@ -21,7 +21,8 @@ class EMA:
     """Keeps `average`, a clone of `model` whose weights track the EMA of `model`'s weights.
 
     All float weights are averaged, batch-norm statistics included (as in AdaMatch's official
-    code); other weights (e.g. seed state) are copied.
+    code); other weights (e.g. seed state) are copied. The clone keeps `model`'s trainable
+    flags, so the average (the model a run saves and returns) trains again like any Keras model.
     """
 
     def __init__(self, model: keras.Model, decay: float = 0.999):
@@ -29,7 +30,6 @@ class EMA:
         self.decay = decay
         self.average = keras.models.clone_model(model)
         self.average.set_weights(model.get_weights())
-        self.average.trainable = False
 
     def update(self, step: tf.Tensor) -> None:
         """One EMA step; `step` is the (0-based) optimizer step that just finished.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from pipelines.errors import UserError
 from pipelines.feeds import FeedSpec, apply_views
 from tfuda.engine.distribute import replica, replica_seed
 from tfuda.engine.ema import EMA
@@ -45,8 +46,11 @@ class TrainingModel(keras.Model):
         self.total_steps = total_steps
         self.weight_decay = weight_decay
         self.feed_spec = feed_spec
+        self.ema = EMA(classifier, ema_decay)  # before the method freezes layers of its choice
         method.build(classifier)
-        self.ema = EMA(classifier, ema_decay)
+        if not classifier.trainable_variables:
+            raise UserError(f"model '{classifier.name}' has no trainable weights for method {method.name}: "
+                            "nothing would change. If it was loaded or built frozen, set model.trainable = True")
         self.ema_start = method.ema_start(total_steps)
 
     def compile(self, optimizer, **kwargs):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import keras
 
 EMBEDDING = "embedding"
@@ -32,6 +35,19 @@ def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
     backbone, are entered)."""
     return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
             if not layer._flatten_layers(include_self=False, recursive=False)]
+
+
+@contextlib.contextmanager
+def trainable_flags_kept(model: keras.Model) -> Iterator[None]:
+    """Restores the `trainable` flag of `model` and of every layer in it on exit (methods freeze
+    layers of their choice while they train)."""
+    layers = list(model._flatten_layers(include_self=True, recursive=True))  # parents before children
+    flags = [layer.trainable for layer in layers]
+    try:
+        yield
+    finally:
+        for layer, flag in zip(layers, flags):
+            layer.trainable = flag
 
 
 def batch_norm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:

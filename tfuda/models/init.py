@@ -64,7 +64,7 @@ def load_init(path: str, class_names_file: str | None = None) -> tuple[keras.Mod
         raise UserError(f"--init '{path}' is not a Keras model it can load ({type(err).__name__}: "
                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
     names = init_class_names(path, class_names_file)
-    model.trainable = True  # a run's model.keras is its EMA copy, saved frozen; methods choose what trains
+    model.trainable = True  # every layer, also in models saved frozen (runs of earlier tfuda); methods choose
     model = as_classifier(model, origin=f"--init '{path}'")
     units = num_classes_of(model)
     if names is not None and len(names) != units:

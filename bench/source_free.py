@@ -1,10 +1,11 @@
 """Source-free adaptation: SHOT and TENT from a source-only model, beside AdaMatch.
 
     python bench/source_free.py [--source digits] [--target digits-m] [--label-smoothing 0]
-                                [--steps-list 100,300,1000] [--seed 0] [--out bench/out/source_free]
+                                [--source-augment weak] [--steps-list 100,300,1000] [--seed 0]
+                                [--out bench/out/source_free]
 
 Trains source-only on the labeled `--source` (the CLI defaults; `--label-smoothing 0.1` is SHOT's
-source recipe), then adapts that model with SHOT and TENT using only the unlabeled `--target`
+source recipe, `--source-augment strong` trains it on the strong view), then adapts that model with SHOT and TENT using only the unlabeled `--target`
 (`--init`, no source data) for each budget in `--steps-list` — TENT is known to degrade when run
 long, so the budgets show the trend. Prints target accuracy on `TARGET:test`, the fraction of the
 source-only -> oracle gap closed and the wall time, beside AdaMatch (which uses the source data)
@@ -28,11 +29,14 @@ def main() -> None:
     parser.add_argument("--source", default="digits", help="labeled source of the source-only model")
     parser.add_argument("--target", default="digits-m", help="unlabeled target SHOT and TENT adapt to")
     parser.add_argument("--label-smoothing", type=float, default=0.0, help="of the source-only model (SHOT: 0.1)")
+    parser.add_argument("--source-augment", choices=("weak", "strong"), default="weak",
+                        help="view the source-only model trains on")
     parser.add_argument("--out", default=f"bench/out/source_free-{time.strftime('%Y%m%d-%H%M%S')}")
     args, extra = parser.parse_known_args()
     out = Path(args.out)
     runs = task_runs(args.source, args.target)
-    runs["source-only"] += ["--method-arg", f"label_smoothing={args.label_smoothing}"]
+    runs["source-only"] += ["--method-arg", f"label_smoothing={args.label_smoothing}",
+                            "--method-arg", f"augment={args.source_augment}"]
     base = run_all({name: runs[name] for name in ("source-only", "oracle", "adamatch")},
                    args.source_steps, args.seed, out, [*extra, "--no-report"])
     init = str(out / "source-only")
@@ -43,7 +47,7 @@ def main() -> None:
                                    steps, args.seed, out, [*extra, "--no-report"]))
     acc = {name: m["target_accuracy"] for name, m in {**base, **adapted}.items()}
     rows = [f"{args.source} -> {args.target}, cnn-small, seed {args.seed}, source-only label smoothing "
-            f"{args.label_smoothing}, {cpu_model()}; target accuracy on {args.target}:test", "",
+            f"{args.label_smoothing}, {args.source_augment} augmentation, {cpu_model()}; target accuracy on {args.target}:test", "",
             "| run | data used | steps | target accuracy | gap closed | wall time |", "|---|---|---|---|---|---|"]
     used = {"source-only": f"labeled {args.source}", "oracle": f"labeled {args.target}",
             "adamatch": f"labeled {args.source} + {args.target}"}

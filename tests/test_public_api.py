@@ -32,7 +32,7 @@ PUBLIC = {
     "tfuda.FixMatch": "(tau: 'float' = 0.95, lambda_u: 'float' = 1.0, temperature: 'float' = 1.0)",
     "tfuda.DANN": "(hidden: 'int' = 256)",
     "tfuda.Contrastive": "(pretrain_fraction: 'float' = 0.5, temperature: 'float' = 0.2, projection: 'int' = 64)",
-    "tfuda.SourceOnly": "(label_smoothing: 'float' = 0.0)",
+    "tfuda.SourceOnly": "(label_smoothing: 'float' = 0.0, augment: 'str' = 'weak')",
     "tfuda.SHOT": "(beta: 'float' = 0.3, interval: 'int' = 100, max_images: 'int' = 4096)",
     "tfuda.TENT": "(episode: 'int' = 0)",
     "tfuda.write_report": "(run_path: 'str | Path', *, export_report: 'str | None' = None, baseline: 'str | None' = "

@@ -305,4 +305,4 @@ def feed(method: str | Method, source: Data = None, target: Data = None, *, clas
                                                                 if opened_source is not None else None))
     _check_parts(method, opened_source, opened_target)
     return make_feed(opened_source, opened_target, method_feed_spec(
-        type(method), global_batch_size=batch_size, uratio=uratio, image_size=image_size, flip=flip, seed=seed))
+        method, global_batch_size=batch_size, uratio=uratio, image_size=image_size, flip=flip, seed=seed))

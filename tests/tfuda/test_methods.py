@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from export.savedmodel import main as export_main
+from pipelines.errors import UserError
 from pipelines.sources import open_source
 from pipelines.splits import carve_per_class, per_class_indices
 from tfuda.engine.evaluate import evaluate
@@ -165,3 +166,21 @@ def test_label_smoothed_cross_entropy_by_hand():
     smoothed = 0.9 * plain + 0.1 * -(math.log(0.5) + 2 * math.log(0.25)) / 3  # (1 - eps) CE + eps mean(-log p)
     assert float(cross_entropy(tf.constant([0]), logits)[0]) == pytest.approx(plain, abs=1e-6)
     assert float(cross_entropy(tf.constant([0]), logits, 0.1)[0]) == pytest.approx(smoothed, abs=1e-6)
+
+
+def test_source_only_trains_on_the_view_it_is_given():
+    from tfuda.api import feed
+    from tfuda.methods import SourceOnly
+    from tfuda.models import build_model
+
+    weak, strong = (next(iter(feed(SourceOnly(augment=view), "digits", batch_size=4, image_size=16)))
+                    for view in ("weak", "strong"))
+    assert set(weak["source"]) == {"labels", "weak"} and set(strong["source"]) == {"labels", "strong"}
+    model = build_model("cnn-small", 10, 16)
+    method = SourceOnly.from_config(SourceOnly(augment="strong").get_config())
+    loss, _ = method.loss(model, strong, tf.constant(0.5))
+    expected = keras.losses.sparse_categorical_crossentropy(strong["source"]["labels"], model(
+        strong["source"]["strong"], training=True), from_logits=True)
+    assert float(loss) == pytest.approx(float(tf.reduce_mean(expected)), rel=1e-5)
+    with pytest.raises(UserError, match="augment=heavy: give weak or strong"):
+        SourceOnly(augment="heavy")

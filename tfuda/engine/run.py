@@ -96,24 +96,24 @@ def initial_classifier(config: Config, num_classes: int) -> keras.Model:
     return model
 
 
-def method_feed_spec(method_cls: type[Method], *, global_batch_size: int, uratio: int | None, image_size: int,
+def method_feed_spec(method: Method, *, global_batch_size: int, uratio: int | None, image_size: int,
                      flip: bool = False, seed: int = 0, on_device: bool = False) -> FeedSpec:
-    """The feed `method_cls` trains on: its views, and `uratio` (None: the method's default)."""
+    """The feed `method` trains on: its views, and `uratio` (None: the method's default)."""
     return FeedSpec(
         global_batch_size=global_batch_size,
-        uratio=uratio or method_cls.default_uratio,
+        uratio=uratio or method.default_uratio,
         image_size=image_size,
-        source_views=method_cls.source_views,
-        target_views=method_cls.target_views,
+        source_views=method.source_views,
+        target_views=method.target_views,
         augment=Augment(flip=flip),
         seed=seed,
         on_device=on_device,
     )
 
 
-def feed_spec(config: Config, method_cls: type[Method], replicas: int) -> FeedSpec:
+def feed_spec(config: Config, method: Method, replicas: int) -> FeedSpec:
     """The method's feed for this config; `--batch-size` is per replica."""
-    return method_feed_spec(method_cls, global_batch_size=config.batch_size * replicas, uratio=config.uratio,
+    return method_feed_spec(method, global_batch_size=config.batch_size * replicas, uratio=config.uratio,
                             image_size=config.image_size, flip=config.flip, seed=config.seed,
                             on_device=config.augment_on == "device")
 
@@ -304,12 +304,11 @@ def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method:
          strategy: tf.distribute.Strategy) -> Fitted:
     """The run's stages in order, each a named call (the list of stages is the point)."""
     replicas = strategy.num_replicas_in_sync
-    method_cls = type(method)
-    target = data.target if method_cls.target_views else None
+    target = data.target if method.target_views else None
     chief = is_chief()
     check_select(config, data)
     validate = validation(config, data) if chief else None
-    spec = feed_spec(config, method_cls, replicas)
+    spec = feed_spec(config, method, replicas)
     method.monitor_target_labels = bool(target is not None and target.info.labeled)
     trainer = build_training_model(config, method, make_classifier, spec, strategy)
     checkpoints = Checkpoints(trainer, str(run.checkpoints))

@@ -33,6 +33,7 @@ VARIANTS = {
     "adamatch": {"method": "adamatch"},
     "adamatch-running": {"method": "adamatch", "method_args.alignment": "running"},
     "adamatch-wd": {"method": "adamatch", "weight_decay": 0.001},
+    "adamatch-momentum": {"method": "adamatch", "momentum": "plain"},
     "fixmatch": {"method": "fixmatch"},
     "dann": {"method": "dann"},
     "contrastive": {"method": "contrastive"},

@@ -16,6 +16,8 @@ class ConfigError(UserError):
 
 
 XLA_CHOICES = ("auto", "on", "off")
+MOMENTUM_CHOICES = ("nesterov", "plain")
+"""`--momentum`: SGD with Nesterov (default) or plain (the official AdaMatch code's) momentum 0.9."""
 SETTINGS = ("uda", "ssl", "ssda")
 DEFAULT_TARGET = "digits-m"
 AUGMENT_ON_CHOICES = ("data", "device")
@@ -57,6 +59,7 @@ class Config:
     lr: float | None = None
     weight_decay: float = 5e-4
     ema_decay: float = 0.999
+    momentum: str = "nesterov"
     seed: int = 0
     out: str | None = None
     xla: str = "auto"
@@ -102,6 +105,8 @@ class Config:
             raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay!r}")
         if not (0 <= self.ema_decay < 1):
             raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.momentum not in MOMENTUM_CHOICES:
+            raise ConfigError(f"--momentum must be one of {', '.join(MOMENTUM_CHOICES)}, got {self.momentum!r}")
         if self.xla not in XLA_CHOICES:
             raise ConfigError(f"--xla must be one of {', '.join(XLA_CHOICES)}, got {self.xla!r}")
         if self.on_collapse not in ON_COLLAPSE:

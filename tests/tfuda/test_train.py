@@ -88,6 +88,23 @@ def test_mixed_precision_path(tmp_path):
     assert model.get_layer("logits").dtype_policy.compute_dtype == "float32"
 
 
+@pytest.mark.parametrize("momentum, nesterov", [("nesterov", True), ("plain", False)])
+def test_momentum_chooses_the_optimizer(momentum, nesterov):
+    import tensorflow as tf
+
+    from tfuda.config import Config
+    from tfuda.engine.run import build_training_model
+    from tfuda.methods import SourceOnly
+    from tfuda.models import build_model
+
+    config = Config(source="digits", momentum=momentum, batch_size=4, image_size=16, lr=0.03)
+    trainer = build_training_model(config, SourceOnly(), lambda: build_model("cnn-small", 10, 16), None,
+                                   tf.distribute.get_strategy())
+    assert trainer.optimizer.nesterov is nesterov and trainer.optimizer.momentum == 0.9
+    with pytest.raises(ValueError, match="--momentum must be one of nesterov, plain, got 'heavy'"):
+        Config(source="digits", momentum="heavy").validate()
+
+
 def test_config_file_loses_to_explicit_flags(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("steps: 40\nbatch_size: 8\nmodel: wrn-28-2\n")

@@ -128,7 +128,8 @@ def build_training_model(config: Config, method: Method, make_classifier: Callab
         trainer = TrainingModel(classifier, method, total_steps=config.steps, weight_decay=config.weight_decay,
                                 ema_decay=config.ema_decay, feed_spec=spec)
         schedule = method.learning_rate(config.lr, config.steps)
-        trainer.compile(optimizer=make_optimizer(schedule, mixed_precision=config.mixed_precision),
+        trainer.compile(optimizer=make_optimizer(schedule, mixed_precision=config.mixed_precision,
+                                                       nesterov=config.momentum == "nesterov"),
                         jit_compile=use_xla(config.xla))
     return trainer
 

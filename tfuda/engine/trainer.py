@@ -104,12 +104,13 @@ class TrainingModel(keras.Model):
 
 
 def make_optimizer(schedule: keras.optimizers.schedules.LearningRateSchedule | float, *,
-                   mixed_precision: bool = False, momentum: float = 0.9) -> keras.optimizers.Optimizer:
-    """SGD with Nesterov momentum 0.9 following `schedule` (see `Method.learning_rate`).
+                   mixed_precision: bool = False, momentum: float = 0.9,
+                   nesterov: bool = True) -> keras.optimizers.Optimizer:
+    """SGD with (Nesterov) momentum 0.9 following `schedule` (see `Method.learning_rate`).
 
     With `mixed_precision`, wrapped in a dynamic `LossScaleOptimizer`.
     """
-    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=momentum, nesterov=True)
+    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=momentum, nesterov=nesterov)
     if mixed_precision:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

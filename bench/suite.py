@@ -1,6 +1,7 @@
 """Every method on every built-in shift: target accuracy and the fraction of the source-only -> oracle gap closed.
 
-    python bench/suite.py [--methods source-only,adamatch,adamatch-running,adamatch-wd,fixmatch,dann,contrastive]
+    python bench/suite.py [--methods source-only,adamatch,adamatch-running,adamatch-wd,adamatch-momentum,
+                                    fixmatch,dann,contrastive]
                           [--steps 1200] [--batch-size 8] [--seeds 0] [--out bench/out/suite]
                           [--samples docs/suite.png]
 
@@ -11,7 +12,8 @@ task, each method's target accuracy on `TARGET:test` (never trained on), the gap
 (method - source-only) / (oracle - source-only), and the wall time, with the CPU it ran on.
 `adamatch` aligns with the current batch's means (the default), `adamatch-running` with the
 official code's running statistics (`--method-arg alignment=running`); `adamatch-wd` is AdaMatch
-with the official code's weight decay 0.001 instead of tfuda's 5e-4. (The README's tables were
+with the official code's weight decay 0.001 instead of tfuda's 5e-4, `adamatch-momentum` with its
+plain momentum instead of Nesterov's (`--momentum plain`). (The README's tables were
 measured while `running` was the default, as `adamatch`, `adamatch-batch` and `adamatch-wd` =
 running statistics with weight decay 0.001.) `--samples PNG` writes a row of sample
 images per data set of the suite (the README's picture) and exits.

@@ -55,7 +55,8 @@ class Method:
       name: `--method` value.
       source_views, target_views: views of each part the feed must provide (`Augment.views`);
         no source views make a source-free method (it adapts an `--init` model from target
-        images alone).
+        images alone). An instance may choose its own views of the same parts (source-only's
+        `augment`); the feed reads them from the instance.
       default_uratio: unlabeled target images per labeled source image (per `--batch-size`
         for a source-free method), when `--uratio` is unset.
       default_lr: peak learning rate when `--lr` is unset.

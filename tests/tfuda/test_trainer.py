@@ -113,7 +113,7 @@ def test_no_loss_depends_on_target_labels(name):
 def test_a_step_skipped_by_loss_scaling_still_counts(tmp_path, monkeypatch, capsys):
     # With an absurd initial loss scale every float16 gradient overflows, so the loss-scale
     # optimizer skips its update: the step must still count, once, everywhere.
-    def overflowing(schedule, *, mixed_precision=False):
+    def overflowing(schedule, *, mixed_precision=False, nesterov=True):
         assert mixed_precision
         return keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule), initial_scale=2.0**60)
 

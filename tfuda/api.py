@@ -177,7 +177,7 @@ def _run_config(method: Method, data: TrainingData, image_size: int, model_name:
         config.validate()
     except UserError as err:
         raise UserError(api_message(str(err))) from None
-    config.lr = config.lr or type(method).default_lr
+    method.fill_defaults(config)
     return config
 
 

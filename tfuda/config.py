@@ -17,7 +17,7 @@ class ConfigError(UserError):
 
 XLA_CHOICES = ("auto", "on", "off")
 MOMENTUM_CHOICES = ("nesterov", "plain")
-"""`--momentum`: SGD with Nesterov (default) or plain (the official AdaMatch code's) momentum 0.9."""
+"""`--momentum`: SGD with Nesterov or plain momentum 0.9 (unset: the method's `default_momentum`)."""
 SETTINGS = ("uda", "ssl", "ssda")
 DEFAULT_TARGET = "digits-m"
 AUGMENT_ON_CHOICES = ("data", "device")
@@ -59,7 +59,7 @@ class Config:
     lr: float | None = None
     weight_decay: float = 5e-4
     ema_decay: float = 0.999
-    momentum: str = "nesterov"
+    momentum: str | None = None
     seed: int = 0
     out: str | None = None
     xla: str = "auto"
@@ -105,7 +105,7 @@ class Config:
             raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay!r}")
         if not (0 <= self.ema_decay < 1):
             raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay!r}")
-        if self.momentum not in MOMENTUM_CHOICES:
+        if self.momentum is not None and self.momentum not in MOMENTUM_CHOICES:
             raise ConfigError(f"--momentum must be one of {', '.join(MOMENTUM_CHOICES)}, got {self.momentum!r}")
         if self.xla not in XLA_CHOICES:
             raise ConfigError(f"--xla must be one of {', '.join(XLA_CHOICES)}, got {self.xla!r}")

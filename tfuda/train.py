@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, help="peak learning rate (default: the method's; 0.03 for SGD methods)")
     train.add_argument("--weight-decay", type=float, help=f"L2 weight decay (default {d.weight_decay})")
     train.add_argument("--ema-decay", type=float, help=f"EMA decay of the evaluated/exported weights (default {d.ema_decay})")
-    train.add_argument("--momentum", choices=MOMENTUM_CHOICES, help="SGD momentum 0.9: nesterov (default) or plain "
-                       "(the official AdaMatch code's)")
+    train.add_argument("--momentum", choices=MOMENTUM_CHOICES, help="SGD momentum 0.9, nesterov or plain (default: the "
+                       "method's; plain for adamatch, as its official code)")
     train.add_argument("--seed", type=int, help=f"fixes data order, augmentation and init (default {d.seed})")
     train.add_argument("--xla", choices=XLA_CHOICES, help="compile the train step with XLA (auto: on with a GPU)")
     train.add_argument("--augment-on", choices=AUGMENT_ON_CHOICES, help="augment in tf.data or inside the train step (default data)")

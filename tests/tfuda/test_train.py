@@ -105,6 +105,17 @@ def test_momentum_chooses_the_optimizer(momentum, nesterov):
         Config(source="digits", momentum="heavy").validate()
 
 
+def test_an_unset_momentum_is_the_methods():
+    from tfuda.config import Config
+    from tfuda.methods import METHODS
+
+    for name, given, expected in [("adamatch", None, "plain"), ("fixmatch", None, "nesterov"),
+                                  ("adamatch", "nesterov", "nesterov"), ("dann", "plain", "plain")]:
+        config = Config(source="digits", method=name, momentum=given)
+        METHODS[name].fill_defaults(config)
+        assert config.momentum == expected and config.lr == METHODS[name].default_lr
+
+
 def test_config_file_loses_to_explicit_flags(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("steps: 40\nbatch_size: 8\nmodel: wrn-28-2\n")

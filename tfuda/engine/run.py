@@ -52,8 +52,7 @@ def complete_for_method(config: Config, given: set[str]) -> Config:
     """
     method_cls = method_class(config.method)
     method_cls.for_run(config)  # an unknown, ill-typed or invalid --method-arg fails before any write
-    if config.lr is None:
-        config.lr = method_cls.default_lr
+    method_cls.fill_defaults(config)
     if method_cls.source_free():
         if config.init is None:
             raise ConfigError(f"--method {config.method} adapts an existing model without source data: give "

@@ -131,6 +131,7 @@ class AdaMatch(Method):
     source_views = ("weak", "strong")
     target_views = ("weak", "strong")
     default_uratio = 3
+    default_momentum = "plain"  # the official code's (objax Momentum); measured on the suite, see README
 
     def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch"):
         if alignment not in ALIGNMENTS:

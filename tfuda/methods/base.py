@@ -60,6 +60,7 @@ class Method:
       default_uratio: unlabeled target images per labeled source image (per `--batch-size`
         for a source-free method), when `--uratio` is unset.
       default_lr: peak learning rate when `--lr` is unset.
+      default_momentum: `--momentum` when unset: `nesterov` or `plain` (SGD momentum 0.9).
 
     Hyper-parameters are the keyword arguments of `__init__`, with their defaults and type
     annotations, kept as attributes of the same names; `--method-arg NAME=VALUE` sets them
@@ -78,6 +79,7 @@ class Method:
     target_views: ClassVar[tuple[str, ...]] = ()
     default_uratio: ClassVar[int] = 1
     default_lr: ClassVar[float] = 0.03
+    default_momentum: ClassVar[str] = "nesterov"
     derived_args: ClassVar[tuple[str, ...]] = ()
     monitor_target_labels: bool = False
 
@@ -123,6 +125,12 @@ class Method:
                 raise UserError(f"--method-arg {name}={value}: expected a {kind.__name__} "
                                 f"(default {known[name].default})") from None
         return parsed
+
+    @classmethod
+    def fill_defaults(cls, config) -> None:
+        """Sets a `tfuda.config.Config`'s unset `lr` and `momentum` to this method's defaults."""
+        config.lr = cls.default_lr if config.lr is None else config.lr
+        config.momentum = config.momentum or cls.default_momentum
 
     @classmethod
     def for_run(cls, config) -> "Method":

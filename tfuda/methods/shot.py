@@ -22,7 +22,8 @@ Each step labels its images by their nearest centroid in the labeller's feature 
 code, which labels every target image once per interval and keeps those labels. Labelling
 with the weights being trained instead chases a moving target: the frozen head pulls an
 image's features away from its centroid, its label flips, and the run collapses (on
-`digits -> digits-m` with beta = 3: 9% target accuracy after 100 steps, 43% with the labeller).
+`digits -> digits-m`, from a source model 65% right, beta = 3, lr 0.001: 13% target accuracy
+after 300 steps, 43% with the labeller).
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ from tfuda.models.common import num_classes_of, trainable_flags_kept
 from tfuda.models.foreign import as_classifier
 from tfuda.rundir import RunDir
 
-TRAINING_OPTIONS = ("steps", "batch_size", "uratio", "lr", "weight_decay", "ema_decay", "momentum", "seed", "flip", "xla",
-                    "augment_on", "checkpoint_every", "eval_every", "validation_size", "on_collapse", "select")
+TRAINING_OPTIONS = ("steps", "batch_size", "uratio", "lr", "weight_decay", "ema_decay", "momentum", "seed", "flip",
+                    "xla", "augment_on", "checkpoint_every", "eval_every", "validation_size", "on_collapse", "select")
 """The `Config` fields `adapt` takes as keyword options (see `python -m tfuda.train --help`)."""
 
 MODEL_CLASSES = "the model's classes"

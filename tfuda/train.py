@@ -15,8 +15,8 @@ from pathlib import Path
 
 from tfuda.atomic import write_json_atomic
 from tfuda.cli import VERBOSE_HELP, command, run_command
-from tfuda.config import (AUGMENT_ON_CHOICES, MOMENTUM_CHOICES, ON_COLLAPSE, SELECT_LAST, SETTINGS, STRATEGIES, XLA_CHOICES, Config,
-                          ConfigError, read_config_file, resolve)
+from tfuda.config import (AUGMENT_ON_CHOICES, MOMENTUM_CHOICES, ON_COLLAPSE, SELECT_LAST, SETTINGS, STRATEGIES,
+                          XLA_CHOICES, Config, ConfigError, read_config_file, resolve)
 from tfuda.rundir import RunDir
 from tfuda.validate import SCORES
 

@@ -117,7 +117,8 @@ def test_adapt_resumes_a_run(domains, tmp_path):
     (lambda s, t: tfuda.adapt(small_model(), s, None), "^target: method adamatch needs the unlabeled target"),
     (lambda s, t: tfuda.adapt(small_model(), t, t), "^source: method adamatch trains on labeled source images"),
     (lambda s, t: tfuda.adapt(small_model(), s, t, resume=True), "resume=True needs the run_dir"),
-    (lambda s, t: tfuda.adapt(small_model(), s, t, eval_target=t), "^eval_target 'dataset:eval_target' has no labels; an evaluation set must be labeled"),
+    (lambda s, t: tfuda.adapt(small_model(), s, t, eval_target=t),
+     "^eval_target 'dataset:eval_target' has no labels; an evaluation set must be labeled"),
 ], ids=["outputs", "outputs-default-names", "structure", "no-embedding", "unknown-option", "bad-value", "unknown-method", "bad-hparam",
         "no-target", "unlabeled-source", "resume-nothing", "unlabeled-eval"])
 def test_bad_input_is_a_value_error_before_training(domains, tmp_path, call, message):

@@ -223,7 +223,8 @@ def resolve(cli: dict[str, Any], config_file: str | None = None,
       cli: only the flags given explicitly on the command line.
       config_file: path given with `--config`.
       saved: the `config.json` of the run being resumed; only `Config.RESUMABLE` fields may
-        then differ.
+        then differ (`method_args` given update the saved ones; the method checks that they
+        change nothing: `tfuda.engine.run.keep_method_args`).
     """
     values: dict[str, Any] = {}
     if saved is not None:
@@ -231,7 +232,10 @@ def resolve(cli: dict[str, Any], config_file: str | None = None,
     overrides = dict(read_config_file(config_file)) if config_file else {}
     overrides.update(cli)
     if saved is not None:
-        fixed = {k for k, v in overrides.items() if k not in Config.RESUMABLE and k != "out" and saved.get(k) != v}
+        if "method_args" in overrides:  # given ones update the saved ones (checked by type in keep_method_args)
+            overrides["method_args"] = {**(saved.get("method_args") or {}), **(overrides["method_args"] or {})}
+        fixed = {k for k, v in overrides.items()
+                 if k not in (*Config.RESUMABLE, "out", "method_args") and saved.get(k) != v}
         if fixed:
             raise ConfigError(
                 f"--resume continues the saved run; {', '.join('--' + k.replace('_', '-') for k in sorted(fixed))} "

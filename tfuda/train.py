@@ -115,7 +115,7 @@ def prepare_run(cli: dict) -> tuple[Config, RunDir, Path | None]:
     checkpoints without writing to them.
     """
     from tfuda.engine.distribute import is_chief
-    from tfuda.engine.run import complete_for_method
+    from tfuda.engine.run import complete_for_method, keep_method_args
 
     resume = bool(cli.pop("resume", False))
     config_file = cli.pop("config", None)
@@ -128,7 +128,8 @@ def prepare_run(cli: dict) -> tuple[Config, RunDir, Path | None]:
         shared = RunDir(cli["out"])
         if not shared.config_file.is_file():
             raise ConfigError(f"--resume: '{shared.path}' has no config.json, so there is no run to continue")
-        config = resolve(cli, config_file, saved=shared.config())
+        saved = shared.config()
+        config = keep_method_args(resolve(cli, config_file, saved=saved), saved.get("method_args") or {})
         resume_from = shared.checkpoints
     else:
         config = resolve(cli, config_file)

@@ -124,6 +124,28 @@ def test_config_file_loses_to_explicit_flags(tmp_path):
     assert json.loads(run.config_file.read_text())["steps"] == 7 and not resume
 
 
+def test_a_run_keeps_its_hyper_parameters_when_a_default_changes(tmp_path, monkeypatch):
+    from tfuda.config import ConfigError
+    from tfuda.methods.adamatch import AdaMatch
+    from tfuda.train import build_parser
+
+    def cli(*argv):
+        return vars(build_parser().parse_args([*argv, "--out", str(tmp_path / "run")]))
+
+    prepare_run(cli("--steps", "4", "--method-arg", "tau=0.8"))
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["method_args"]
+    assert recorded == {"tau": 0.8, "lambda_u": 1.0, "alignment": "batch"}  # the defaults too
+    tau, lambda_u, _ = AdaMatch.__init__.__defaults__
+    monkeypatch.setattr(AdaMatch.__init__, "__defaults__", (tau, lambda_u, "running"))  # a later release
+    for argv in [(), ("--method-arg", "tau=0.80")]:  # the same value, written differently
+        config, _, resume_from = prepare_run(cli("--resume", "--steps", "8", *argv))
+        assert resume_from is not None and config.steps == 8
+        assert AdaMatch.for_run(config).alignment == "batch"
+        assert json.loads((tmp_path / "run" / "config.json").read_text())["method_args"] == recorded
+    with pytest.raises(ConfigError, match=r"--method-arg cannot change: tau was 0.8, given 0.7"):
+        prepare_run(cli("--resume", "--method-arg", "tau=0.7"))
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--steps", "0"], "--steps must be a positive integer"),
     (["--method", "nope"], "known methods: adamatch"),

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 import keras
 import tensorflow as tf
@@ -42,16 +42,18 @@ def use_xla(setting: str) -> bool:
 
 
 def complete_for_method(config: Config, given: set[str]) -> Config:
-    """Checks `method_args` and fills what depends on the method: its default `lr`; for a
-    source-free method no source (warning when `--source` was given); for `--init RUN` that
-    run's image size.
+    """Checks `method_args` and fills what depends on the method: every hyper-parameter's value
+    (defaults included, so a run keeps them when a default changes later), its default `lr` and
+    momentum; for a source-free method no source (warning when `--source` was given); for
+    `--init RUN` that run's image size.
 
     Args:
       config: a validated config.
       given: the fields the user set explicitly (command line or config file).
     """
     method_cls = method_class(config.method)
-    method_cls.for_run(config)  # an unknown, ill-typed or invalid --method-arg fails before any write
+    # an unknown, ill-typed or invalid --method-arg fails here, before any write
+    config.method_args = method_cls.for_run(config).hyperparameter_values()
     method_cls.fill_defaults(config)
     if method_cls.source_free():
         if config.init is None:
@@ -65,6 +67,28 @@ def complete_for_method(config: Config, given: set[str]) -> Config:
         config.source = None
     if config.init is not None and "image_size" not in given and os.path.isdir(config.init):
         config.image_size = RunDir(config.init).image_size()
+    return config
+
+
+def keep_method_args(config: Config, saved: dict[str, Any]) -> Config:
+    """On `--resume`: the run keeps the hyper-parameters it was started with.
+
+    Args:
+      config: the resumed config, `method_args` = the saved ones updated with those given now.
+      saved: the `method_args` of the run's `config.json` (a run written before every value was
+        recorded has only the given ones; the others take today's defaults).
+
+    Raises:
+      ConfigError: a `--method-arg` given now changes a saved value.
+    """
+    method_cls = method_class(config.method)
+    before = method_cls(**method_cls.parse_args(saved)).hyperparameter_values()
+    now = method_cls.for_run(config).hyperparameter_values()
+    changed = sorted(name for name in now if now[name] != before[name])
+    if changed:
+        raise ConfigError("--resume continues the saved run; --method-arg cannot change: "
+                          + ", ".join(f"{name} was {before[name]!r}, given {now[name]!r}" for name in changed))
+    config.method_args = now
     return config
 
 

@@ -137,9 +137,13 @@ class Method:
         """The method with the hyper-parameters of a run's `tfuda.config.Config` (`method_args`)."""
         return cls(**cls.parse_args(config.method_args))
 
+    def hyperparameter_values(self) -> dict[str, Any]:
+        """Every settable hyper-parameter's value, defaults included: a run's `method_args`."""
+        return {name: getattr(self, name) for name in self.hyperparameters()}
+
     def run_values(self, steps: int) -> dict[str, Any]:
         """The run `Config` fields that make `for_run` rebuild this method (inverse of `for_run`)."""
-        return {"method": self.name, "method_args": {name: getattr(self, name) for name in self.hyperparameters()}}
+        return {"method": self.name, "method_args": self.hyperparameter_values()}
 
     def get_config(self) -> dict[str, Any]:
         """Every constructor argument by name (Keras' `get_config`; `from_config` inverts it)."""

@@ -1,6 +1,6 @@
 """Target accuracy of source-only, AdaMatch and a labeled-target oracle on digits -> digits-m.
 
-    python bench/accuracy.py [--steps 1500] [--seed 0] [--out bench/out/accuracy]
+    python bench/accuracy.py [--steps 1200] [--seed 0] [--out bench/out/accuracy]
 
 All three train the same model for the same number of steps with the CLI defaults (no settings
 tuned for this pair) and are evaluated on `digits-m:test`, which no run trains on:
@@ -83,8 +83,10 @@ def run_quietly(main) -> None:
 
 def bench_args(doc: str, name: str) -> tuple[argparse.Namespace, list[str], Path]:
     """`--steps`, `--seed`, `--out` of a training benchmark; other flags pass to every run."""
+    from tfuda.config import Config
+
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1500, help="steps of every run (the CLI default)")
+    parser.add_argument("--steps", type=int, default=Config.steps, help="steps of every run (the CLI default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=f"bench/out/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     args, extra = parser.parse_known_args()

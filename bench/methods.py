@@ -1,6 +1,6 @@
 """Every method on digits -> digits-m with the same step budget and seed; a table in markdown.
 
-    python bench/methods.py [--steps 1500] [--seed 0] [--out bench/out/methods]
+    python bench/methods.py [--steps 1200] [--seed 0] [--out bench/out/methods]
 
 Runs source-only, AdaMatch, FixMatch, DANN, contrastive (half pretraining, half fine-tuning)
 and the labeled-target oracle with the CLI defaults otherwise (each method's own unlabeled

@@ -53,8 +53,8 @@ class Config:
     init: str | None = None
     class_names: str | None = None
     image_size: int = 32
-    steps: int = 1500
-    batch_size: int = 32
+    steps: int = 1200
+    batch_size: int = 8
     uratio: int | None = None
     lr: float | None = None
     weight_decay: float = 5e-4

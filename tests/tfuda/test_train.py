@@ -79,8 +79,8 @@ def test_mixed_precision_path(tmp_path):
     import keras
 
     out = tmp_path / "run"
-    assert main(["--steps", "2", "--batch-size", "4", "--mixed-precision", "--eval-every", "100",
-                 "--no-report", "--out", str(out)]) == 0
+    assert main(["--steps", "2", "--batch-size", "4", "--mixed-precision", "--eval-every", "100", "--image-size", "16",
+                 "--validation-size", "64", "--no-report", "--out", str(out)]) == 0  # float16 is slow on CPU
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["mixed_precision"] and metrics["steps"] == 2
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run

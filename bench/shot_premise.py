@@ -25,16 +25,13 @@ def premise(model_path: str, target: str, max_images: int, seed: int) -> dict[st
     """{"predictions", "shot labels", "soft centroids": accuracy on the labeled target sample}."""
     from pipelines.feeds import first_images
     from pipelines.sources import open_source
-    from tfuda.inference import features_fn
     from tfuda.methods.shot import nearest_centroid, shot_centroids
     from tfuda.models.init import load_init
+    from tfuda.validate.sample import model_outputs
 
     model, _ = load_init(model_path)
     images, labels = first_images(open_source(target), max_images, int(model.input_shape[1]), shuffle_seed=seed)
-    infer = features_fn(model)
-    outputs = [infer(images[start:start + 256]) for start in range(0, len(images), 256)]
-    features = np.concatenate([f.numpy() for f, _ in outputs])
-    probs = np.concatenate([p.numpy() for _, p in outputs])
+    probs, features = model_outputs(model, images)
     result = {"predictions": float(np.mean(probs.argmax(1) == labels))}
     for name, rounds in (("shot labels", 1), ("soft centroids", 0)):
         centroids, valid = shot_centroids(tf.constant(features), tf.constant(probs), rounds)

@@ -7,11 +7,12 @@
 Trains source-only on the labeled `--source` (the CLI defaults; `--label-smoothing 0.1` is SHOT's
 source recipe, `--source-augment strong` trains it on the strong view, `--bottleneck 256` gives
 it SHOT's architecture: a 256-d dense + batch-norm embedding after cnn-small's pooling, on the
-10-class 32x32 built-in digits), then adapts that model with SHOT and TENT using only the unlabeled `--target` (`--init`, no source data) for each
-budget in `--steps-list` — TENT is known to degrade when run long, so the budgets show the trend.
-Prints target accuracy on `TARGET:test`, the fraction of the source-only -> oracle gap closed and
-the wall time, beside AdaMatch (which uses the source data) and the labeled-target oracle, with
-the CPU they ran on. Finished runs in `--out` are reused.
+10-class 32x32 built-in digits), then adapts that model with SHOT and TENT using only the
+unlabeled `--target` (`--init`, no source data) for each budget in `--steps-list` — TENT is
+known to degrade when run long, so the budgets show the trend. Prints target accuracy on
+`TARGET:test`, the fraction of the source-only -> oracle gap closed and the wall time, beside
+AdaMatch (which uses the source data) and the labeled-target oracle, with the CPU they ran on.
+Finished runs in `--out` are reused.
 """
 
 from __future__ import annotations
@@ -74,8 +75,7 @@ def main() -> None:
     acc = {name: m["target_accuracy"] for name, m in {**base, **adapted}.items()}
     rows = [f"{args.source} -> {args.target}, cnn-small, seed {args.seed}, source-only label smoothing "
             f"{args.label_smoothing}, {args.source_augment} augmentation, bottleneck {args.bottleneck or 'none'}, "
-            f"{cpu_model()}; "
-            f"target accuracy on {args.target}:test", "",
+            f"{cpu_model()}; target accuracy on {args.target}:test", "",
             "| run | data used | steps | target accuracy | gap closed | wall time |", "|---|---|---|---|---|---|"]
     used = {"source-only": f"labeled {args.source}", "oracle": f"labeled {args.target}",
             "adamatch": f"labeled {args.source} + {args.target}"}

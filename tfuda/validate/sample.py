@@ -13,6 +13,18 @@ from tfuda.validate import VALIDATORS
 BATCH = 256
 
 
+def model_outputs(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(probabilities [N, K], penultimate features [N, D])` of `model` on uint8 images
+    `[N, S, S, 3]`, batched in graph mode (inference mode)."""
+    infer = features_fn(model)
+    features, probs = [], []
+    for start in range(0, len(images), BATCH):
+        embedding, probabilities = infer(images[start:start + BATCH])
+        features.append(embedding.numpy())
+        probs.append(probabilities.numpy())
+    return np.concatenate(probs), np.concatenate(features)
+
+
 class TargetSample:
     """The first `size` images of a seeded shuffle of the unlabeled target, preprocessed once.
 
@@ -24,14 +36,8 @@ class TargetSample:
         self.images, _ = first_images(target, size, image_size, shuffle_seed=seed)
 
     def outputs(self, model: keras.Model) -> tuple[np.ndarray, np.ndarray]:
-        """`(probabilities [N, K], penultimate features [N, D])` of `model`, batched in graph mode."""
-        infer = features_fn(model)
-        features, probs = [], []
-        for start in range(0, len(self.images), BATCH):
-            embedding, probabilities = infer(self.images[start:start + BATCH])
-            features.append(embedding.numpy())
-            probs.append(probabilities.numpy())
-        return np.concatenate(probs), np.concatenate(features)
+        """`(probabilities [N, K], penultimate features [N, D])` of `model` (`model_outputs`)."""
+        return model_outputs(model, self.images)
 
 
 def source_prior(source: Source | None, num_classes: int) -> np.ndarray | None:

@@ -9,7 +9,9 @@ source recipe, `--source-augment strong` trains it on the strong view, `--bottle
 it SHOT's architecture: a 256-d dense + batch-norm embedding after cnn-small's pooling, on the
 10-class 32x32 built-in digits), then adapts that model with SHOT and TENT using only the
 unlabeled `--target` (`--init`, no source data) for each budget in `--steps-list` — TENT is
-known to degrade when run long, so the budgets show the trend. Prints target accuracy on
+known to degrade when run long, so the budgets show the trend — each with and without batch-norm
+statistics re-estimated on the target for evaluation and export (`--method-arg reestimate=`;
+TENT's default is on, SHOT's off: `+bn` marks the runs with it). Prints target accuracy on
 `TARGET:test`, the fraction of the source-only -> oracle gap closed and the wall time, beside
 AdaMatch (which uses the source data) and the labeled-target oracle, with the CPU they ran on.
 Finished runs in `--out` are reused.
@@ -70,8 +72,11 @@ def main() -> None:
     adapted = {}
     for steps in sorted(int(s) for s in args.steps_list.split(",")):
         for method in ("shot", "tent"):
-            adapted.update(run_all({f"{method}-{steps}": ["--method", method, "--init", init, "--target", args.target]},
-                                   steps, args.seed, out, [*extra, "--no-report"]))
+            for reestimate in (False, True):
+                name = f"{method}{'+bn' if reestimate else ''}-{steps}"
+                adapted.update(run_all({name: ["--method", method, "--init", init, "--target", args.target,
+                                               "--method-arg", f"reestimate={reestimate}"]},
+                                       steps, args.seed, out, [*extra, "--no-report"]))
     acc = {name: m["target_accuracy"] for name, m in {**base, **adapted}.items()}
     rows = [f"{args.source} -> {args.target}, cnn-small, seed {args.seed}, source-only label smoothing "
             f"{args.label_smoothing}, {args.source_augment} augmentation, bottleneck {args.bottleneck or 'none'}, "

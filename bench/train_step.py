@@ -1,6 +1,7 @@
 """Train-step figures, measured side by side in one run.
 
     python bench/train_step.py [--model cnn-small] [--batch-size 64] [--uratio 3] [--steps 20]
+                               [--folder-steps 200] [--folder-px 256]
 
 Prints:
   * ms/step of the AdaMatch step and of a plain supervised step on the same total batch (all
@@ -9,20 +10,26 @@ Prints:
   * the feed's headroom: feed images/s / step images/s (goal >= 3: the step never starves);
   * achieved GFLOP/s of the AdaMatch step (model FLOPs counted from the graph, x3 for the
     backward pass) as a fraction of this machine's dense float32 matmul GFLOP/s.
-Steps run on one fixed batch so the feed's cost is measured separately.
+Steps run on one fixed batch so the feed's cost is measured separately. Then, on image folders
+(digits -> digits-m written as JPEG files of `--folder-px` pixels, as a user's photos would be):
+  * AdaMatch training steps/s through the real feed at the CLI's default batch, with the folders'
+    preprocessed images kept in memory (the default) vs decoded and resized every epoch.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from pipelines import builtin  # noqa: E402
 from pipelines.feeds import FeedSpec, make_feed  # noqa: E402
 from pipelines.sources import open_source  # noqa: E402
 from tfuda.engine.trainer import TrainingModel, make_optimizer  # noqa: E402
@@ -69,12 +76,53 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
+def write_folder(spec: str, root: Path, px: int) -> str:
+    """Writes a built-in data set as class folders of `px` x `px` JPEG files; returns the folder."""
+    images, labels = builtin.load(spec, "train")
+    resized = tf.cast(tf.image.resize(tf.image.grayscale_to_rgb(tf.constant(images)) if images.shape[-1] == 1
+                                      else tf.constant(images), [px, px]), tf.uint8).numpy()
+    for i, (image, label) in enumerate(zip(resized, labels)):
+        folder = root / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i}.jpg").write_bytes(tf.io.encode_jpeg(image, quality=90).numpy())
+    return str(root)
+
+
+def folder_steps_per_s(source: str, target: str, steps: int, kept: bool) -> float:
+    """AdaMatch steps/s through the real feed from image folders (after 20 warm-up steps)."""
+    import pipelines.sources
+    from tfuda.config import Config
+
+    budget = pipelines.sources.MEMORY_BUDGET
+    pipelines.sources.MEMORY_BUDGET = budget if kept else 0
+    try:
+        config = Config()
+        spec = FeedSpec(config.batch_size, AdaMatch.default_uratio, SIZE, AdaMatch.source_views,
+                        AdaMatch.target_views, seed=0)
+        keras.utils.set_random_seed(0)
+        trainer = TrainingModel(build_model("cnn-small", 10, SIZE), AdaMatch(), total_steps=steps + 20)
+        trainer.compile(optimizer=make_optimizer(AdaMatch().learning_rate(0.03, steps + 20)), jit_compile=False)
+        trainer.make_train_function()
+        iterator = iter(make_feed(open_source(source), open_source(target), spec))
+        for _ in range(20):
+            trainer.train_function(iterator)["loss"].numpy()
+        start = time.perf_counter()
+        for _ in range(steps):
+            logs = trainer.train_function(iterator)
+        logs["loss"].numpy()
+        return steps / (time.perf_counter() - start)
+    finally:
+        pipelines.sources.MEMORY_BUDGET = budget
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="cnn-small")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--uratio", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--folder-steps", type=int, default=200, help="steps timed per folder-feed setting")
+    parser.add_argument("--folder-px", type=int, default=256, help="side of the JPEG files of the folder pair")
     args = parser.parse_args()
     b, u = args.batch_size, args.batch_size * args.uratio
     views = ("weak", "strong")
@@ -111,6 +159,16 @@ def main() -> None:
     print(f"  feed {feed_rate:.0f} images/s vs step {step_rate:.0f} images/s: headroom {feed_rate / step_rate:.1f}x (goal >= 3)")
     print(f"  step compute {flops / 1e9:.2f} GFLOP -> {achieved:.1f} GFLOP/s = "
           f"{achieved / peak:.1%} of dense matmul {peak:.0f} GFLOP/s measured now")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source_dir = write_folder("digits", Path(tmp) / "source", args.folder_px)
+        target_dir = write_folder("digits-m", Path(tmp) / "target", args.folder_px)
+        kept = folder_steps_per_s(source_dir, target_dir, args.folder_steps, kept=True)
+        decoded = folder_steps_per_s(source_dir, target_dir, args.folder_steps, kept=False)
+    print(f"image folders ({args.folder_px}x{args.folder_px} JPEG), AdaMatch at the CLI's default batch, "
+          f"{args.folder_steps} steps each:")
+    print(f"  preprocessed images kept in memory:   {kept:8.2f} steps/s")
+    print(f"  decoded and resized every epoch:      {decoded:8.2f} steps/s  (kept / decoded: {kept / decoded:.2f}x)")
 
 
 if __name__ == "__main__":

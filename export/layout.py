@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pipelines.atomic import fsync_dir
 from pipelines.errors import UserError
 
 TREES = ("serving", "tflite", "onnx")
@@ -92,16 +93,30 @@ class Staging:
         return path
 
     def publish(self, version: int, kinds: list[str], overwrite: bool) -> dict[str, Path]:
-        """Renames staged `kinds` into their version folders; returns their final paths."""
+        """Renames staged `kinds` into their version folders; returns their final paths.
+
+        An existing version (`overwrite`) is first renamed aside into the staging directory, the
+        new one renamed in (the old one back if that fails), and only then the old one deleted
+        with the staging directory: a crash at any point leaves a complete version in place, or
+        aside in the staging directory, never none.
+        """
         published = {}
         for kind in kinds:
             final = self.layout.version_dir(kind, version)
             final.parent.mkdir(parents=True, exist_ok=True)
+            aside = None
             if final.exists():
                 if not overwrite:
                     raise UserError(f"'{final}' appeared during the export; not replacing it")
-                shutil.rmtree(final)
-            os.replace(self.dir / kind, final)
+                aside = self.dir / f"replaced-{kind}"
+                os.replace(final, aside)
+            try:
+                os.replace(self.dir / kind, final)
+            except BaseException:
+                if aside is not None:
+                    os.replace(aside, final)
+                raise
+            fsync_dir(final.parent)
             published[kind] = final
         return published
 

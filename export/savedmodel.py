@@ -181,7 +181,8 @@ def export_model(model: keras.Model, class_names: Sequence[str], out: str | Path
     Writes `out/serving/NAME/VERSION` (SavedModel, TF Serving layout, preprocessing inside),
     `out/tflite/NAME/VERSION` and `out/onnx/NAME/VERSION` (see `export.layout`); each artifact
     runs in its own runtime on `eval_data` and must agree with the Keras model on at least
-    `min_agreement` (int8: `min_agreement_int8`) of the images, or nothing is published.
+    `min_agreement` (int8: `min_agreement_int8`) of the images and, for a float artifact, in
+    every probability within `export.verify.MAX_PROB_DIFF`, or nothing is published.
 
     Args:
       model: images float32 `[B, S, S, 3]` (0..255) -> logits or probabilities (any
@@ -249,8 +250,8 @@ def export_model(model: keras.Model, class_names: Sequence[str], out: str | Path
             failed = layout.report_file(version).with_suffix(".failed.json")
             write_json_atomic(failed, report)
             say(verify.format_table(report))
-            bad = [f"{r.format} {r.precision} ({r.agreement:.4f} < {r.min_agreement})" for r in results if not r.passed]
-            raise ExportFailed(f"agreement with the Keras model too low for {', '.join(bad)}; "
+            bad = [f"{r.format} {r.precision} ({verify.why_failed(r)})" for r in results if not r.passed]
+            raise ExportFailed(f"artifacts differ from the Keras model: {'; '.join(bad)}; "
                                f"version {version} was not published (report: {failed})")
         publish(stage, layout, version, formats, report, overwrite)
     say(verify.format_table(report))

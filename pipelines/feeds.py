@@ -37,9 +37,15 @@ def preprocessed_batches(
 ) -> tf.data.Dataset:
     """Batches of `(uint8 [B, S, S, 3], int64 [B])` preprocessed as for training.
 
-    Fixed-shape sources are batched first and preprocessed as a batch; sources whose image
-    sizes vary (folders) are preprocessed per image, in parallel, then batched.
+    A repeated stream (a training feed) reads the source's preprocessed images from memory when
+    they fit (`Source.preprocessed`); otherwise fixed-shape sources are batched first and
+    preprocessed as a batch, and sources whose image sizes vary (folders) are preprocessed per
+    image, in parallel, then batched.
     """
+    in_memory = source.preprocessed(image_size) if repeat else None
+    if in_memory is not None:
+        return in_memory.dataset(shuffle_seed=shuffle_seed, repeat=repeat, skip=skip).batch(
+            batch_size, drop_remainder=drop_remainder)
     ds = source.dataset(shuffle_seed=shuffle_seed, repeat=repeat, skip=skip)
     prep = lambda x, y: (preprocess(x, image_size), y)  # noqa: E731
     if source.info.fixed_shape:
@@ -60,6 +66,38 @@ def first_images(source: Source, count: int, image_size: int, *,
     return np.concatenate(images)[:count], np.concatenate(labels)[:count]
 
 
+def training_progress(step: tf.Tensor, total_steps: int) -> tf.Tensor:
+    """float32 min(step / total_steps, 1): a method's `progress`; the train step and the views
+    of a phased feed (`ViewPhases`) compute it with this one function, so they agree on a phase."""
+    return tf.minimum(tf.cast(step, tf.float32) / float(total_steps), 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewPhases:
+    """Views that only one phase of a two-phase method uses, so the other phase skips making them.
+
+    Attributes:
+      switch: the progress (`training_progress`) at which the late phase starts.
+      total_steps: the run's steps.
+      early: `(part, view)` pairs made only while progress < `switch` (zeros after).
+      late: `(part, view)` pairs made only from `switch` on (zeros before).
+    """
+
+    switch: float
+    total_steps: int
+    early: tuple[tuple[str, str], ...] = ()
+    late: tuple[tuple[str, str], ...] = ()
+
+    def needed(self, part: str, view: str, step: tf.Tensor) -> tf.Tensor | None:
+        """bool scalar: whether `step` uses the view; None when every step does."""
+        early = training_progress(step, self.total_steps) < self.switch
+        if (part, view) in self.early:
+            return early
+        if (part, view) in self.late:
+            return tf.logical_not(early)
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class FeedSpec:
     """How a method wants its data.
@@ -74,6 +112,7 @@ class FeedSpec:
       augment: the augmentation policies.
       seed: fixes data order and augmentation.
       on_device: leave augmentation to the train step (`apply_views`).
+      phases: views only one phase of the method uses (None: every view every step).
     """
 
     global_batch_size: int
@@ -84,6 +123,7 @@ class FeedSpec:
     augment: Augment = Augment()
     seed: int = 0
     on_device: bool = False
+    phases: ViewPhases | None = None
 
 
 def _part_seed(seed: tf.Tensor, part: int) -> tf.Tensor:
@@ -113,7 +153,13 @@ def apply_views(batch: dict, spec: FeedSpec, replica: tuple = (0, 1)) -> dict:
         if count > 1:
             local = batch_size(images)
             rows = (index * local, count * local)
-        views = spec.augment.views(images, names, _part_seed(batch["seed"], part_index), rows)
+        seed = _part_seed(batch["seed"], part_index)
+        views = {}
+        for name in names:  # each view has its own sub-seed: made alone, it is the same view
+            make = lambda name=name: spec.augment.views(images, [name], seed, rows)[name]  # noqa: E731
+            needed = spec.phases.needed(part, name, batch["seed"][1]) if spec.phases is not None else None
+            views[name] = make() if needed is None else tf.cond(
+                needed, make, lambda: tf.zeros(tf.shape(images), tf.float32))
         out[part] = {"labels": batch[part]["labels"], **views}
     return out
 

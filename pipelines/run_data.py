@@ -3,7 +3,7 @@
 The config is a mapping with the keys of `tfuda.config.Config` (`config.json` of a run directory,
 or `Config.to_dict()`); this module reads only the data keys: `source`, `target`, `eval_target`,
 `eval_source`, `setting`, `labeled_per_class`, `target_labeled`, `seed`, and the opening
-options `strict`, `tfds_data_dir`, `tfds_download`. Each set is opened on first use, once, and
+options `strict`, `max_image_pixels`, `tfds_data_dir`, `tfds_download`. Each set is opened on first use, once, and
 checked where it is opened (labels present, the source's class names, no evaluation set that
 is also trained on), so every command sees the same data with the same errors.
 """
@@ -15,6 +15,7 @@ import functools
 from typing import Any, Mapping, Sequence
 
 from pipelines.errors import DataError
+from pipelines.limits import MAX_IMAGE_PIXELS
 from pipelines.sources import Source, SourceInfo, canonical_spec, check_same_classes, open_source
 from pipelines.splits import carve_per_class
 
@@ -24,18 +25,20 @@ class OpenOptions:
     """How specs are opened: see `open_source`."""
 
     strict: bool = False
+    max_image_pixels: int = MAX_IMAGE_PIXELS
     tfds_data_dir: str | None = None
     tfds_download: bool = False
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> "OpenOptions":
-        return cls(strict=bool(config.get("strict", False)), tfds_data_dir=config.get("tfds_data_dir"),
+        return cls(strict=bool(config.get("strict", False)),
+                   max_image_pixels=int(config.get("max_image_pixels") or MAX_IMAGE_PIXELS), tfds_data_dir=config.get("tfds_data_dir"),
                    tfds_download=bool(config.get("tfds_download", False)))
 
     def open(self, spec: str, flag: str | None = None) -> Source:
         """Opens `spec`; a DataError names `flag` (the flag that gave the spec) first."""
         try:
-            return open_source(spec, strict=self.strict, tfds_data_dir=self.tfds_data_dir,
+            return open_source(spec, strict=self.strict, max_image_pixels=self.max_image_pixels, tfds_data_dir=self.tfds_data_dir,
                                tfds_download=self.tfds_download)
         except DataError as err:
             if flag is None:
@@ -85,11 +88,14 @@ class RunData:
     """
 
     def __init__(self, config: Mapping[str, Any], class_names: Sequence[str] | None = None,
-                 classes_from: str = "the --init model"):
+                 classes_from: str = "the --init model", opened: Mapping[str, Source] | None = None):
         """`class_names`: the classes every labeled set must have (default: the source's), named
-        `classes_from` in error messages."""
+        `classes_from` in error messages. `opened`: sources already opened, by config key
+        (`source`, `target`, `eval_target`, `eval_source`; the Python API's datasets), checked
+        like the ones opened here from their specs."""
         self.config = config
         self.options = OpenOptions.of(config)
+        self._opened = dict(opened or {})
         self._class_names = None if class_names is None else tuple(class_names)
         self._classes_from = classes_from
 
@@ -103,7 +109,7 @@ class RunData:
     def labeled_source(self) -> Source | None:
         if self.source_free:
             return None
-        source = self.options.open(self.config["source"], "--source")
+        source = self._open("source", "--source")
         if not source.info.labeled:
             raise DataError(f"--source '{self.config['source']}' has no labels: give class subfolders, an npz "
                             "with 'y', or a labeled TFDS/built-in spec")
@@ -120,7 +126,7 @@ class RunData:
     def target(self) -> Source | None:
         if not self.config.get("target"):
             return None
-        return self._same_classes(self.options.open(self.config["target"], "--target"), "--target")
+        return self._same_classes(self._open("target", "--target"), "--target")
 
     @functools.cached_property
     def target_labeled(self) -> Source | None:
@@ -134,7 +140,7 @@ class RunData:
     @functools.cached_property
     def eval_target(self) -> Source | None:
         default = self.target.info.held_out if self.target is not None else None
-        evaluation = self._eval_set("--eval-target", self.config.get("eval_target") or default)
+        evaluation = self._eval_set("eval_target", default)
         spec = self.config.get("target_labeled")
         if (evaluation is not None and self.config.get("setting") == "ssda"
                 and canonical_spec(spec) == canonical_spec(evaluation.info.spec)):
@@ -146,7 +152,7 @@ class RunData:
     @functools.cached_property
     def eval_source(self) -> Source | None:
         default = None if self.source_free else self.labeled_source.info.held_out
-        return self._eval_set("--eval-source", self.config.get("eval_source") or default)
+        return self._eval_set("eval_source", default)
 
     @property
     def source_free(self) -> bool:
@@ -172,7 +178,17 @@ class RunData:
     def _same_classes(self, opened: Source, flag: str) -> Source:
         return check_classes(opened, self.class_names, self._reference, flag)
 
-    def _eval_set(self, flag: str, spec: str | None) -> Source | None:
-        if spec is None:
+    def _open(self, key: str, flag: str) -> Source:
+        """The source of config `key`: given opened, or opened from its spec."""
+        return self._opened[key] if key in self._opened else self.options.open(self.config[key], flag)
+
+    def _eval_set(self, key: str, default: str | None) -> Source | None:
+        """The evaluation set of config `key` (`eval_target`/`eval_source`), else the spec `default`."""
+        flag = "--" + key.replace("_", "-")
+        if key in self._opened or self.config.get(key):
+            opened = self._open(key, flag)
+        elif default is not None:
+            opened = self.options.open(default, flag)
+        else:
             return None
-        return check_evaluation_set(self.options.open(spec, flag), self.class_names, self._reference, flag)
+        return check_evaluation_set(opened, self.class_names, self._reference, flag)

@@ -16,7 +16,9 @@ without decoding it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -24,6 +26,8 @@ import tensorflow as tf
 
 from pipelines import builtin, folders
 from pipelines.errors import DataError
+from pipelines.limits import MAX_IMAGE_PIXELS, MEMORY_BUDGET
+from pipelines.transforms import preprocess
 
 DATASET_SCHEME = "dataset:"
 """The spec prefix of a user's `tf.data.Dataset` (`pipelines.from_dataset`): recorded, not reopenable."""
@@ -73,6 +77,29 @@ class Source:
 
     def __init__(self, info: SourceInfo):
         self.info = info
+        self._preprocessed: dict[int, Source] = {}
+
+    def preprocessed(self, image_size: int) -> "Source | None":
+        """The images preprocessed for a model of `image_size` (uint8 `[S, S, 3]`, `preprocess`),
+        read once and kept in memory, or None when they would take more than `MEMORY_BUDGET`
+        bytes or the number of images is unknown.
+
+        A training feed reads its sources over and over: decoding files and resizing them once
+        instead of every epoch is what this saves. Same order under the same seed as `dataset()`
+        for sources shuffled by index (folders, arrays).
+        """
+        count = self.info.num_examples
+        if count is None or count * image_size * image_size * 3 > MEMORY_BUDGET:
+            return None
+        if image_size not in self._preprocessed:
+            ds = self.dataset()
+            prep = lambda x, y: (preprocess(x, image_size), y)  # noqa: E731
+            ds = (ds.batch(256).map(prep, num_parallel_calls=tf.data.AUTOTUNE) if self.info.fixed_shape
+                  else ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).batch(256))
+            images, labels = zip(*ds.prefetch(2).as_numpy_iterator())
+            info = dataclasses.replace(self.info, image_shape=(image_size, image_size, 3))
+            self._preprocessed[image_size] = ArraySource(info, np.concatenate(images), np.concatenate(labels))
+        return self._preprocessed[image_size]
 
     def dataset(
         self, *, shuffle_seed: int | None = None, repeat: bool = False, skip: int = 0
@@ -155,28 +182,74 @@ class FolderSource(Source):
 
 class DatasetSource(Source):
     """A `tf.data.Dataset` of `(image, label)` elements: a prepared TFDS split (decoded by TFDS)
-    or a user's dataset (`pipelines.from_dataset`). Shuffles with a buffer of `SHUFFLE_BUFFER`."""
+    or a user's dataset (`pipelines.from_dataset`).
+
+    When its images have one shape and all of them fit in `MEMORY_BUDGET` bytes, the first use
+    reads it once into memory; from then on it is an `ArraySource`: shuffled by index over the
+    whole set (a class-sorted dataset still gives mixed batches), subsets and labels and a
+    resume's skip without decoding anything again. Otherwise it streams, shuffled with a buffer
+    of `SHUFFLE_BUFFER` elements, and a dataset larger than the buffer gets a warning: if it is
+    sorted by class, its batches will be class-skewed.
+    """
 
     SHUFFLE_BUFFER = 10_000
+    MEMORY_BUDGET = MEMORY_BUDGET
 
     def __init__(self, info: SourceInfo, dataset: tf.data.Dataset, labels: np.ndarray | None = None):
         """`labels`: int64 `[N]`, when already known (saves a pass over the data)."""
         super().__init__(info)
         self._dataset = dataset
         self._known_labels = labels
+        self._warned = False
+
+    def fits_in_memory(self) -> bool:
+        """True when the images have one shape, their number is known and they fit `MEMORY_BUDGET`."""
+        if not self.info.fixed_shape or self.info.num_examples is None:
+            return False
+        return self.info.num_examples * int(np.prod(self.info.image_shape)) <= self.MEMORY_BUDGET
+
+    @functools.cached_property
+    def _in_memory(self) -> ArraySource | None:
+        """The whole dataset as arrays, read once (None when it does not `fits_in_memory`)."""
+        if not self.fits_in_memory():
+            return None
+        images, labels = [], []
+        for x, y in self._dataset.map(lambda x, y: (x, tf.cast(y, tf.int64))).batch(1024).as_numpy_iterator():
+            images.append(x)
+            labels.append(y)
+        return ArraySource(self.info, np.concatenate(images), np.concatenate(labels))
 
     def dataset(self, *, shuffle_seed=None, repeat=False, skip=0):
+        if self._in_memory is not None:
+            return self._in_memory.dataset(shuffle_seed=shuffle_seed, repeat=repeat, skip=skip)
         ds = self._dataset.map(lambda x, y: (x, tf.cast(y, tf.int64)))
         if shuffle_seed is not None:
+            self._warn_partial_shuffle()
             ds = ds.shuffle(self.SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
         return ds.skip(skip) if skip else ds
 
+    def _warn_partial_shuffle(self) -> None:
+        count = self.info.num_examples
+        if self._warned or (count is not None and count <= self.SHUFFLE_BUFFER):
+            return
+        self._warned = True
+        size = f"{count} images" if count is not None else "an unknown number of images"
+        why = ("images of varying sizes" if not self.info.fixed_shape else
+               f"over {self.MEMORY_BUDGET / 1024**3:.0f} GiB" if count is not None else "no known size")
+        print(f"warning: '{self.info.spec}' has {size} ({why}), too many to keep in memory, so it is shuffled "
+              f"with a buffer of {self.SHUFFLE_BUFFER}: if it is sorted by class, batches will be class-skewed. "
+              "Shuffle it once beforehand, or give it as an image folder (shuffled by index)", file=sys.stderr)
+
     def labels(self) -> np.ndarray:
-        return super().labels() if self._known_labels is None else self._known_labels
+        if self._known_labels is not None:
+            return self._known_labels
+        return self._in_memory.labels() if self._in_memory is not None else super().labels()
 
     def subset(self, indices, spec):
+        if self._in_memory is not None:
+            return self._in_memory.subset(indices, spec)
         indices = np.asarray(indices, np.int64)
         keep = tf.constant(indices)
         chosen = self._dataset.enumerate().filter(lambda i, _: tf.reduce_any(tf.equal(i, keep))).map(lambda i, xy: xy)
@@ -251,8 +324,8 @@ def _open_npz(spec: str) -> Source:
     return ArraySource(info, images, labels.astype(np.int64))
 
 
-def _open_folder(spec: str, strict: bool) -> Source:
-    listing = folders.list_folder(spec, strict=strict)
+def _open_folder(spec: str, strict: bool, max_pixels: int) -> Source:
+    listing = folders.list_folder(spec, strict=strict, max_pixels=max_pixels)
     info = SourceInfo(
         spec=spec,
         class_names=listing.class_names,
@@ -300,7 +373,8 @@ def _open_tfds(spec: str, data_dir: str | None, download: bool) -> Source:
 
 
 def open_source(
-    spec: str, *, strict: bool = False, tfds_data_dir: str | None = None,
+    spec: str, *, strict: bool = False, max_image_pixels: int = MAX_IMAGE_PIXELS,
+    tfds_data_dir: str | None = None,
     tfds_download: bool = False,
 ) -> Source:
     """Opens a source spec (see the module docstring).
@@ -308,6 +382,7 @@ def open_source(
     Args:
       spec: the spec string.
       strict: fail on unreadable image files instead of skipping them with a warning.
+      max_image_pixels: refuse folder images larger than this (width x height).
       tfds_data_dir: TFDS data dir (default `$TFDS_DATA_DIR`, then TFDS' own default).
       tfds_download: let TFDS download and prepare a missing data set.
 
@@ -326,7 +401,7 @@ def open_source(
     if _split_spec(spec)[0] in builtin.BUILTINS:
         return _open_builtin(spec)
     if os.path.isdir(spec):
-        return _open_folder(spec, strict)
+        return _open_folder(spec, strict, max_image_pixels)
     if os.path.exists(spec):
         raise DataError(f"'{spec}' is a file, not a folder of images: {SPEC_HELP}")
     scheme = spec.split(":", 1)[0] if ":" in spec else None

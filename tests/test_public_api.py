@@ -38,8 +38,8 @@ PUBLIC = {
     "tfuda.write_report": "(run_path: 'str | Path', *, export_report: 'str | None' = None, baseline: 'str | None' = "
                           "None, embedding: 'str' = 'tsne', max_points: 'int' = 500) -> 'Path'",
     "tfuda.UserError": None,
-    "pipelines.open_source": "(spec: 'str', *, strict: 'bool' = False, tfds_data_dir: 'str | None' = None, "
-                             "tfds_download: 'bool' = False) -> 'Source'",
+    "pipelines.open_source": "(spec: 'str', *, strict: 'bool' = False, max_image_pixels: 'int' = 100000000, "
+                             "tfds_data_dir: 'str | None' = None, tfds_download: 'bool' = False) -> 'Source'",
     "pipelines.from_dataset": "(dataset: 'tf.data.Dataset', class_names: 'Sequence[str] | int | None' = None, *, "
                               "name: 'str' = 'dataset', argument: 'str' = 'dataset') -> 'Source'",
     "pipelines.Source": "(info: 'SourceInfo')",

@@ -26,11 +26,11 @@ import tensorflow as tf
 
 from pipelines.errors import DataError, UserError
 from pipelines.feeds import make_feed
-from pipelines.run_data import TrainingData, check_classes, check_evaluation_set
+from pipelines.run_data import RunData, TrainingData
 from pipelines.sources import Source, open_source
 from pipelines.user_data import from_dataset
 from tfuda.atomic import write_json_atomic
-from tfuda.config import Config
+from tfuda.config import Config, check_resumable
 from tfuda.engine.evaluate import EvalResult
 from tfuda.engine.evaluate import evaluate as evaluate_source
 from tfuda.methods import METHODS, Method, method_class
@@ -115,7 +115,8 @@ def as_source(data: Data, argument: str, class_names: Sequence[str] | None = Non
 
 def _open_data(given: dict[str, Data], class_names: Sequence[str] | None, outputs: int,
                method: Method) -> TrainingData:
-    """Opens `adapt`'s data arguments (by name) as `TrainingData`.
+    """Opens and checks `adapt`'s data arguments (by name) as `TrainingData`, through
+    `pipelines.run_data.RunData` as the command line does.
 
     The class names are `class_names`, else those of the first labeled spec or Source, else
     `"0"`..`"K-1"` for the model's `outputs`; datasets are opened with them. Evaluation sets
@@ -132,11 +133,15 @@ def _open_data(given: dict[str, Data], class_names: Sequence[str] | None, output
     if outputs != len(names):
         raise UserError(f"model: outputs {outputs} classes but there are {len(names)} class names: give a model "
                         f"whose last layer has {len(names)} units (or the class_names of its outputs)")
-    for name, default_from in (("eval_target", "target"), ("eval_source", "source")):
-        if opened[name] is None and opened[default_from] is not None and opened[default_from].info.held_out:
-            opened[name] = as_source(opened[default_from].info.held_out, name)
-    return TrainingData(names, None if method.source_free() else opened["source"], opened["target"],
-                        eval_target=opened["eval_target"], eval_source=opened["eval_source"])
+    if method.source_free():
+        opened["source"] = None
+    _check_parts(method, opened["source"], opened["target"])
+    present = {name: source for name, source in opened.items() if source is not None}
+    config = {name: source.info.spec for name, source in present.items()}
+    try:
+        return RunData(config, names, MODEL_CLASSES, opened=present).open_all(needs_target=bool(method.target_views))
+    except UserError as err:
+        raise type(err)(api_message(str(err))) from None
 
 
 def _check_parts(method: Method, source: Source | None, target: Source | None) -> None:
@@ -146,17 +151,6 @@ def _check_parts(method: Method, source: Source | None, target: Source | None) -
                         "((image, label) elements and class_names)")
     if method.target_views and target is None:
         raise DataError(f"target: method {method.name} needs the unlabeled target images")
-
-
-def _check_data(data: TrainingData, method: Method) -> None:
-    """The checks `pipelines.run_data.RunData` makes on specs, on opened sources."""
-    _check_parts(method, data.source, data.target)
-    for argument in ("source", "target"):
-        if getattr(data, argument) is not None:
-            check_classes(getattr(data, argument), data.class_names, MODEL_CLASSES, argument)
-    for argument in ("eval_target", "eval_source"):
-        if getattr(data, argument) is not None:
-            check_evaluation_set(getattr(data, argument), data.class_names, MODEL_CLASSES, argument)
 
 
 def _check_options(options: dict[str, Any]) -> None:
@@ -196,6 +190,25 @@ def _run_dir(run_dir: str | Path | None, resume: bool) -> tuple[RunDir, bool]:
     return run, False
 
 
+RESUME_CHECKED = ("method", "source", "target", "eval_target", "eval_source", "image_size")
+"""Besides the given options, what `adapt(resume=True)` compares with the saved run (the model's
+weights are matched by the checkpoint restore)."""
+
+
+def _check_resume(run: RunDir, config: Config, options: dict[str, Any]) -> None:
+    """Refuses a resume that would train another run than the saved one: the command line's rule
+    (`tfuda.config.check_resumable`, `tfuda.engine.run.keep_method_args`), worded for Python."""
+    from tfuda.engine.run import keep_method_args
+
+    saved = run.config()
+    values = config.to_dict()
+    try:
+        check_resumable(saved, {k: values[k] for k in (*RESUME_CHECKED, *options)})
+        keep_method_args(config, saved.get("method_args") or {})
+    except UserError as err:
+        raise UserError(api_message(str(err)).replace("resume continues", "resume=True continues", 1)) from None
+
+
 def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], source: Data = None,
           target: Data = None, *, method: str | Method = "adamatch", class_names: Sequence[str] | None = None,
           embedding: str | None = None, image_size: int | None = None, eval_target: Data = None,
@@ -219,7 +232,9 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
         (default: the held-out split of a `target`/`source` spec that has one).
       run_dir: where checkpoints, TensorBoard logs, `metrics.json` and `model.keras` go
         (default: a temporary directory, removed at the end).
-      resume: continue the run in `run_dir` from its last checkpoint.
+      resume: continue the run in `run_dir` from its last checkpoint, with the same method,
+        hyper-parameters, data and options (only `steps` and the options of
+        `tfuda.config.Config.RESUMABLE` may change; anything else is a UserError).
       callbacks: Keras callbacks, e.g. `keras.callbacks.TensorBoard`; they see each step's logs
         (`loss`, `losses/...`, `monitors/...`).
       verbose: print the progress lines.
@@ -242,10 +257,11 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
     classifier = as_classifier(model, embedding, image_size=image_size)
     data = _open_data({"source": source, "target": target, "eval_target": eval_target, "eval_source": eval_source},
                       class_names, num_classes_of(classifier), method)
-    _check_data(data, method)
     config = _run_config(method, data, int(classifier.input_shape[1]), classifier.name, options)
     run, temporary = _run_dir(run_dir, resume)
     config.out = str(run.path)
+    if resume:
+        _check_resume(run, config, options)
     run.path.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run.config_file, config.to_dict())
     try:

@@ -2,9 +2,10 @@
 
 TensorFlow, its converters and LiteRT write start-up and progress chatter straight to the
 process's standard error (file descriptor 2, from C++), where no Python logging setting reaches
-it. `quiet_output` therefore passes fd 2 through a filter that drops the lines known to be noise
-(listed below, each a line a user cannot act on) and keeps everything else — tfuda's own
-warnings and errors, and any real warning or error from TensorFlow. `--verbose` turns it off.
+it. `quiet_output` therefore passes fd 2 through a filter process that drops the lines known to
+be noise (listed below, each a line a user cannot act on) and keeps everything else — tfuda's
+own warnings and errors, any real warning or error from TensorFlow, and the last words of a
+process that aborts. `--verbose` turns it off.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import functools
 import os
 import re
 import sys
-import threading
+import subprocess
 from typing import Callable, Iterator, Sequence
 
 from pipelines.errors import UserError
@@ -39,39 +40,56 @@ def is_verbose(argv: Sequence[str] | None) -> bool:
     return "--verbose" in (sys.argv[1:] if argv is None else argv)
 
 
+def filter_lines(read: int, write: int) -> None:
+    """Copies lines from file descriptor `read` to `write`, leaving out the known noise, until EOF."""
+    skip = 0
+    with os.fdopen(read, "rb") as pipe, os.fdopen(write, "wb", buffering=0) as out:
+        for raw in pipe:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if skip:
+                skip -= 1
+                continue
+            block = next((n for start, n in NOISE_BLOCKS.items() if start.search(line)), None)
+            if block is not None:
+                skip = block
+            elif not NOISE.search(line):
+                out.write(raw)
+
+
+FILTER_PROGRAM = ("import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); sys.path.insert(0, {root!r}); "
+                  "from tfuda.cli import filter_lines; filter_lines(0, 1)")
+"""The filter process: it ignores Ctrl-C (which reaches the whole process group) and runs until
+the command's last copy of the pipe closes, so it copies what a dying command wrote last."""
+
+
 class _StderrFilter:
-    """Routes file descriptor 2 through a pipe; a thread copies the lines that are not noise."""
+    """Routes file descriptor 2 through a pipe to a filter *process* (`filter_lines`).
+
+    A separate process, not a thread: when TensorFlow's C++ code fails a `CHECK` or aborts, it
+    writes its fatal message to fd 2 and kills the process at once; a thread in that process
+    would die before copying the message, while the filter process reads the pipe to its end.
+    """
 
     def __enter__(self) -> "_StderrFilter":
         sys.stderr.flush()
         self.original = os.dup(2)
         read, write = os.pipe()
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.process = subprocess.Popen([sys.executable, "-c", FILTER_PROGRAM.format(root=root)],
+                                        stdin=read, stdout=self.original, close_fds=True)
+        os.close(read)
         os.dup2(write, 2)
         os.close(write)
-        self.thread = threading.Thread(target=self._pump, args=(read, os.dup(self.original)), daemon=True)
-        self.thread.start()
         return self
-
-    @staticmethod
-    def _pump(read: int, write: int) -> None:
-        skip = 0
-        with os.fdopen(read, "rb") as pipe, os.fdopen(write, "wb", buffering=0) as out:
-            for raw in pipe:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                if skip:
-                    skip -= 1
-                    continue
-                block = next((n for start, n in NOISE_BLOCKS.items() if start.search(line)), None)
-                if block is not None:
-                    skip = block
-                elif not NOISE.search(line):
-                    out.write(raw)
 
     def __exit__(self, *exc) -> None:
         sys.stderr.flush()
-        os.dup2(self.original, 2)  # closes the pipe's last write end: the thread reads to its end
+        os.dup2(self.original, 2)  # closes the pipe's last write end: the filter reads to its end and exits
         os.close(self.original)
-        self.thread.join(timeout=5)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 @contextlib.contextmanager

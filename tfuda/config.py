@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 from pipelines.errors import UserError
+from pipelines.limits import MAX_IMAGE_PIXELS
 from tfuda.validate import SCORES
 
 
@@ -29,6 +30,11 @@ SELECT_LAST = "last"
 """`--select` of the final EMA weights; the other choices are `tfuda.validate.SCORES`."""
 
 
+_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict}
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+               "dict": "a mapping of name: value"}
+
+
 @dataclasses.dataclass
 class Config:
     """Everything a run needs; saved as `config.json` in the run directory.
@@ -37,7 +43,7 @@ class Config:
     `batch_size`); a config file uses the same keys.
     """
 
-    source: str = "digits"
+    source: str | None = "digits"
     target: str | None = None
     eval_target: str | None = None
     eval_source: str | None = None
@@ -72,13 +78,14 @@ class Config:
     on_collapse: str = "warn"
     select: str = SELECT_LAST
     strict: bool = False
+    max_image_pixels: int = MAX_IMAGE_PIXELS
     tfds_data_dir: str | None = None
     tfds_download: bool = False
     no_report: bool = False
     strategy: str = "default"
 
     RESUMABLE = ("steps", "xla", "checkpoint_every", "eval_every", "validation_size", "on_collapse", "augment_on",
-                 "strict", "tfds_data_dir", "tfds_download", "no_report", "strategy")
+                 "strict", "max_image_pixels", "tfds_data_dir", "tfds_download", "no_report", "strategy")
     """Fields that `--resume` may change; the others are fixed by the saved config."""
 
     def validate(self) -> "Config":
@@ -87,13 +94,16 @@ class Config:
         Derived: `target` (unset: the source itself for SSL, `digits-m` for the default source,
         otherwise an error) and, for `contrastive`, `steps` = pretrain + fine-tune steps.
         """
+        self._check_types()
         def positive(name: str) -> None:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
 
-        for name in ("steps", "batch_size", "image_size", "checkpoint_every", "eval_every"):
+        for name in ("steps", "batch_size", "image_size", "checkpoint_every", "eval_every", "max_image_pixels"):
             positive(name)
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed}")
         for name in ("uratio", "validation_size"):
             if getattr(self, name) is not None:
                 positive(name)
@@ -126,6 +136,20 @@ class Config:
         self._validate_setting()
         self._derive_phase_steps()
         return self
+
+    def _check_types(self) -> None:
+        """Each value has its field's type (a config file can hold `"0.99"` or `"false"`)."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            kinds = [kind.strip() for kind in str(field.type).split("|")]
+            if value is None and "None" in kinds:
+                continue
+            expected = next(kind for kind in kinds if kind != "None").split("[")[0]
+            if not isinstance(value, _TYPES[expected]) or (expected != "bool" and isinstance(value, bool)):
+                flag = "method_args" if field.name == "method_args" else f"--{field.name.replace('_', '-')}"
+                hint = (" (a string: write it without quotes in the config file)"
+                        if isinstance(value, str) and expected != "str" else "")
+                raise ConfigError(f"{flag} must be {_TYPE_WORDS[expected]}, got {value!r}{hint}")
 
     def _validate_setting(self) -> None:
         if self.setting not in SETTINGS:
@@ -215,6 +239,19 @@ def read_config_file(path: str) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in values.items()}
 
 
+def check_resumable(saved: dict[str, Any], values: dict[str, Any]) -> None:
+    """Raises ConfigError naming every field of `values` that differs from the `saved` run config
+    and that `--resume` may not change (all but `Config.RESUMABLE`, `out` and `method_args`,
+    which `tfuda.engine.run.keep_method_args` checks by type)."""
+    fixed = sorted(k for k, v in values.items()
+                   if k not in (*Config.RESUMABLE, "out", "method_args") and saved.get(k) != v)
+    if fixed:
+        raise ConfigError(
+            "--resume continues the saved run; " + ", ".join(
+                f"--{k.replace('_', '-')} cannot change (was {saved.get(k)!r}, given {values[k]!r})" for k in fixed)
+            + f" (may change: {', '.join('--' + k.replace('_', '-') for k in Config.RESUMABLE)})")
+
+
 def resolve(cli: dict[str, Any], config_file: str | None = None,
             saved: dict[str, Any] | None = None) -> Config:
     """Merges the layers of a config: defaults < saved run config (resume) < file < CLI.
@@ -234,12 +271,7 @@ def resolve(cli: dict[str, Any], config_file: str | None = None,
     if saved is not None:
         if "method_args" in overrides:  # given ones update the saved ones (checked by type in keep_method_args)
             overrides["method_args"] = {**(saved.get("method_args") or {}), **(overrides["method_args"] or {})}
-        fixed = {k for k, v in overrides.items()
-                 if k not in (*Config.RESUMABLE, "out", "method_args") and saved.get(k) != v}
-        if fixed:
-            raise ConfigError(
-                f"--resume continues the saved run; {', '.join('--' + k.replace('_', '-') for k in sorted(fixed))} "
-                f"cannot change (may change: {', '.join('--' + k.replace('_', '-') for k in Config.RESUMABLE)})")
+        check_resumable(saved, overrides)
     values.update(overrides)
     if saved is not None and values.get("method") == "contrastive" and values.get("steps") != saved.get("steps"):
         values["finetune_steps"] = None  # a new --steps extends (or shortens) the fine-tuning phase

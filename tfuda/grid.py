@@ -11,7 +11,8 @@
       seed: [0, 1]
 
 Each point is named by its grid values (`method-adamatch_lr-0.03_seed-0`), so the same point of
-an edited grid keeps its run directory.
+an edited grid keeps its run directory; values that read alike as a folder name (`a/b`, `a-b`)
+get a hash of their exact values appended, so two points never share a run.
 """
 
 from __future__ import annotations
@@ -111,5 +112,14 @@ def read_sweep_file(path: str) -> SweepFile:
         for combination in itertools.product(*axes.values()):
             values = dict(zip(axes, combination))
             name = point_name(values)
+            if name in points and points[name].values != values:
+                name = _distinct_name(name, values)
             points.setdefault(name, Point(name, values, _flags({"no_report": True, **shared, **values})))
     return SweepFile(rank_by, list(points.values()))
+
+
+def _distinct_name(name: str, values: dict[str, Any]) -> str:
+    """`name` with a hash of the exact `values`: for grid values that read alike once made a
+    folder name (`a/b` and `a-b`, `1` and `"1"`), each point keeps a run directory of its own."""
+    digest = hashlib.sha1(repr(sorted((k, type(v).__name__, repr(v)) for k, v in values.items())).encode())
+    return f"{name[:MAX_NAME - 9]}-{digest.hexdigest()[:8]}"

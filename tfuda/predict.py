@@ -11,6 +11,7 @@ import csv
 import sys
 
 from pipelines.errors import DataError
+from pipelines.limits import MAX_IMAGE_PIXELS
 from tfuda.cli import VERBOSE_HELP, command, run_command
 from tfuda.rundir import RunDir
 
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", help="also write path,class,probability rows to this CSV file")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     parser.add_argument("--strict", action="store_true", help="fail on unreadable files instead of skipping them")
+    parser.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                        help="refuse images larger than this, width x height (default %(default)s)")
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
 
         run = RunDir(args.run)
         run.check_model()
-        paths, _ = readable(image_files(args.inputs), strict=args.strict, where="the inputs")
+        paths, _ = readable(image_files(args.inputs), strict=args.strict, where="the inputs",
+                            max_pixels=args.max_image_pixels)
         rows = predict_files(run, paths) if paths else []
         for path, name, prob in rows:
             print(f"{path}\t{name}\t{prob:.4f}")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.errors import UserError
+from tfuda.atomic import write_text_atomic
 from tfuda.cli import VERBOSE_HELP, command, run_command
 from tfuda.rundir import RunDir
 
@@ -337,7 +338,7 @@ def write_report(run_path: str | Path, *, export_report: str | None = None, base
         notes.append("No labeled target evaluation set: no per-class accuracy or confusion matrix "
                      "(give --eval-target when training).")
     index = out / "index.html"
-    index.write_text(_page(run, metrics, _export_html(export_report), notes, images), encoding="utf-8")
+    write_text_atomic(index, _page(run, metrics, _export_html(export_report), notes, images))
     _log(f"wrote {index}")
     return index
 

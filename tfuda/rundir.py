@@ -4,6 +4,7 @@
     RUN/class_names.json    ["0", "1", ...] in label order
     RUN/checkpoints/        tf.train.CheckpointManager files
     RUN/logs/               TensorBoard event files
+    RUN/evaluations.json    the evaluations and collapse alarms so far (kept across --resume)
     RUN/metrics.json        status, steps, accuracies, wall time, config
     RUN/model.keras         the final EMA model (float32 [B, S, S, 3] 0..255 -> logits)
 """
@@ -29,6 +30,7 @@ class RunDir:
     checkpoints = property(lambda self: self.path / "checkpoints")
     logs = property(lambda self: self.path / "logs")
     metrics_file = property(lambda self: self.path / "metrics.json")
+    evaluations_file = property(lambda self: self.path / "evaluations.json")
     model_file = property(lambda self: self.path / "model.keras")
 
     def read_json(self, path: Path) -> Any:

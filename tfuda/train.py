@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--eval-target", help="labeled target evaluation set (default: the target's held-out split, if it has one)")
     data.add_argument("--eval-source", help="labeled source evaluation set (default: the source's held-out split, if it has one)")
     data.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
+    data.add_argument("--max-image-pixels", type=int, help="refuse folder images larger than this, width x height "
+                      f"(default {d.max_image_pixels:,}): decoding one takes up to 4 bytes a pixel")
     data.add_argument("--tfds-data-dir", help="TensorFlow Datasets data dir (default $TFDS_DATA_DIR)")
     data.add_argument("--tfds-download", action="store_true", help="let TFDS download missing data sets")
     data.add_argument("--flip", action="store_true", help="random horizontal flips (natural photos; not digits or text)")

@@ -101,6 +101,25 @@ def test_rest_request_round_trip(exported, keras_model, test_images):
     np.testing.assert_allclose(pre["outputs"]["probabilities"], expected[:2], atol=1e-5)
 
 
+@pytest.mark.parametrize("body, fragment", [
+    ({"instances": [[[[0.5, 0.5, 0.5]]]]}, "whole numbers 0..255"),
+    ({"instances": [[[[300, 0, 0]]]]}, "whole numbers 0..255"),
+    ({"signature_name": "nope", "instances": [[[[0, 0, 0]]]]}, "unknown signature_name 'nope'"),
+    ({"signature_name": "serving_preprocessed", "inputs": np.zeros((1, 8, 8, 3)).tolist()}, "axis 1"),
+    ({"instances": [[[0, 0, 0]]]}, "got shape [1, 1, 3]"),
+    ({"instances": [[[[0, 0, 0]]], [[[0, 0]]]]}, "one shape"),
+    ({"images": []}, '"instances" or "inputs"'),
+])
+def test_rest_refuses_what_the_signature_cannot_take(exported, body, fragment):
+    from export.rest import RequestError
+
+    out, _ = exported
+    loaded = tf.saved_model.load(str(out / "serving" / "tfuda" / "1"))
+    with pytest.raises(RequestError) as err:
+        predict_rest(loaded, body)
+    assert fragment in str(err.value)
+
+
 def test_tflite_files_run_in_litert(exported, keras_model, test_images):
     from ai_edge_litert.interpreter import Interpreter
 

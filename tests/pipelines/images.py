@@ -29,6 +29,21 @@ def write_truncated(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def write_png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims `width` x `height` pixels (RGB), with no pixel data: a huge
+    image's first bytes, without the disk or memory a real one would take."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
+    return path
+
+
 def labeled_folder(root: Path, classes=("cat", "dog"), per_class: int = 3) -> Path:
     """Class subfolders with RGB PNG, grayscale JPEG and RGBA PNG images of mixed sizes."""
     for c, name in enumerate(classes):

@@ -70,3 +70,30 @@ def test_mixed_size_folder_batches(tmp_path):
     images, labels = next(iter(preprocessed_batches(source, 10, 12)))
     assert images.shape == (10, 12, 12, 3) and images.dtype == tf.uint8
     assert sorted(labels.numpy().tolist()) == [0] * 5 + [1] * 5
+
+
+def test_a_folder_feed_decodes_each_file_once_and_keeps_its_order(tmp_path, monkeypatch):
+    import pipelines.folders
+    from pipelines.sources import open_source
+    from tests.pipelines.images import labeled_folder
+
+    root = labeled_folder(tmp_path / "data", per_class=5)
+    streamed = open_source(str(root))
+    monkeypatch.setattr(streamed, "preprocessed", lambda size: None)  # the decode-every-epoch path
+    expected = [y.numpy().tolist() for _, y in preprocessed_batches(streamed, 4, 16, shuffle_seed=3, repeat=True).take(10)]
+
+    decoded = []
+    original = pipelines.folders.decode_file
+
+    def counting(path):
+        image = original(path)
+        counted = tf.py_function(lambda x: decoded.append(1) or x, [image], tf.uint8)
+        counted.set_shape([None, None, None])
+        return counted
+
+    monkeypatch.setattr(pipelines.folders, "decode_file", counting)
+    cached = open_source(str(root))
+    batches = list(preprocessed_batches(cached, 4, 16, shuffle_seed=3, repeat=True).take(10))  # 4 epochs
+    assert len(decoded) == 10  # each of the 10 files once
+    assert [y.numpy().tolist() for _, y in batches] == expected
+    assert all(x.shape == (4, 16, 16, 3) and x.dtype == tf.uint8 for x, _ in batches)

@@ -85,3 +85,44 @@ def test_bad_datasets_name_the_argument_and_the_fix(make, class_names, message):
 def test_a_dataset_spec_is_recorded_but_not_reopened():
     with pytest.raises(DataError, match="was a tf.data.Dataset given to the Python API"):
         open_source("dataset:source")
+
+
+def class_sorted(classes=3, per_class=10_000):
+    labels = np.repeat(np.arange(classes), per_class)
+    images = np.broadcast_to(labels[:, None, None, None].astype(np.uint8), (len(labels), 4, 4, 1))
+    return tf.data.Dataset.from_tensor_slices((images, labels))
+
+
+def test_a_class_sorted_dataset_larger_than_the_shuffle_buffer_trains_on_mixed_batches():
+    from pipelines.feeds import preprocessed_batches
+
+    source = from_dataset(class_sorted(), 3)
+    assert source.info.num_examples > source.SHUFFLE_BUFFER
+    _, labels = next(iter(preprocessed_batches(source, 64, 8, shuffle_seed=0, repeat=True)))
+    counts = np.bincount(labels.numpy(), minlength=3)
+    assert counts.min() >= 8, counts  # about 21 each; a 10,000-buffer over sorted data gives class 0 only
+
+
+def test_subsets_labels_and_skips_of_an_in_memory_dataset_decode_it_once(monkeypatch):
+    reads = []
+    data = class_sorted(per_class=50).map(lambda x, y: (tf.py_function(lambda v: reads.append(1) or v, [x], tf.uint8),
+                                                        y))
+    data = data.map(lambda x, y: (tf.ensure_shape(x, (4, 4, 1)), y))
+    source = from_dataset(data, 3)
+    reads.clear()
+    subset = source.subset([0, 60, 120], "three")
+    for _ in range(3):
+        list(subset.dataset(shuffle_seed=1, repeat=False).as_numpy_iterator())
+    source.labels()
+    list(source.dataset(shuffle_seed=0, repeat=True, skip=140).take(5).as_numpy_iterator())
+    assert len(reads) == 150  # one pass over the 150 images, when first used
+    assert [int(y) for _, y in subset.dataset().as_numpy_iterator()] == [0, 1, 2]
+
+
+def test_a_dataset_too_large_for_memory_streams_with_a_warning(monkeypatch, capsys):
+    from pipelines.sources import DatasetSource
+
+    monkeypatch.setattr(DatasetSource, "MEMORY_BUDGET", 100)
+    source = from_dataset(class_sorted(), 3)
+    source.dataset(shuffle_seed=0)
+    assert "batches will be class-skewed" in capsys.readouterr().err

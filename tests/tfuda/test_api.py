@@ -103,6 +103,23 @@ def test_adapt_resumes_a_run(domains, tmp_path):
         tfuda.adapt(small_model(), source, target, run_dir=run, verbose=False, **STEPS)
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"batch_size": 4}, r"batch_size cannot change \(was 8, given 4\)"),
+    ({"lr": 0.01}, "lr cannot change"),
+    ({"seed": 2}, "seed cannot change"),
+    ({"method": tfuda.AdaMatch(tau=0.7)}, "method_arg cannot change: tau was 0.9, given 0.7"),
+    ({"method": "fixmatch"}, "method cannot change"),
+])
+def test_adapt_refuses_a_resume_that_changes_the_run(domains, tmp_path, change, message):
+    source, target, _ = domains
+    run = tmp_path / "run"
+    tfuda.adapt(small_model(), source, target, run_dir=run, verbose=False, **{**STEPS, "steps": 3})
+    saved = (run / "config.json").read_text()
+    with pytest.raises(UserError, match=message):
+        tfuda.adapt(small_model(), source, target, run_dir=run, resume=True, verbose=False, **{**STEPS, **change})
+    assert (run / "config.json").read_text() == saved
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda s, t: tfuda.adapt(small_model(outputs=3), s, t, class_names=list("abcdefghij")),
      "model: outputs 3 classes but there are 10 class names"),

@@ -16,7 +16,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.pipelines.images import labeled_folder, write_image, write_truncated
+from tests.pipelines.images import labeled_folder, write_image, write_png_header, write_truncated
 from tfuda.train import main
 
 FAST = ["--steps", "1", "--batch-size", "4", "--eval-every", "100", "--checkpoint-every", "100", "--no-report"]
@@ -107,6 +107,47 @@ def test_bad_npz_sources(tmp_path, capsys, arrays, fragment):
     np.savez(path, **arrays)
     assert main([*FAST, "--source", f"npz:{path}", "--target", "digits-m", "--out", str(tmp_path / "r")]) == 2
     _single_line_error(capsys, str(path), fragment)
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ("ema_decay: '0.99'", "--ema-decay must be a number, got '0.99'"),
+    ("flip: 'false'", "--flip must be true or false, got 'false'"),
+    ("seed: '3'", "--seed must be an integer, got '3'"),
+    ("seed: -1", "--seed must be a non-negative integer"),
+])
+def test_config_values_of_the_wrong_type(tmp_path, capsys, line, fragment):
+    config = tmp_path / "run.yaml"
+    config.write_text(line + "\n")
+    assert main([*FAST, "--config", str(config), "--out", str(tmp_path / "r")]) == 2
+    _single_line_error(capsys, fragment)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_huge_image_is_refused_from_its_header_before_decoding(tmp_path, capsys):
+    source = labeled_folder(tmp_path / "s")
+    huge = write_png_header(source / "cat" / "huge.png", 30_000, 30_000)
+    assert main([*FAST, "--source", str(source), "--target", str(source), "--out", str(tmp_path / "r")]) == 2
+    _single_line_error(capsys, str(huge), "900 megapixels", "--max-image-pixels")
+    assert not (tmp_path / "r" / "model.keras").exists()
+
+
+def test_max_image_pixels_sets_the_cap(tmp_path, capsys):
+    source = labeled_folder(tmp_path / "s")
+    write_image(source / "dog" / "big.png", size=(200, 100))
+    assert main([*FAST, "--max-image-pixels", "10000", "--source", str(source), "--target", str(source),
+                 "--out", str(tmp_path / "r")]) == 2
+    _single_line_error(capsys, "big.png", "exceed --max-image-pixels 10000")
+
+
+def test_loose_images_beside_class_folders_are_named_in_a_warning(tmp_path, capsys):
+    from pipelines.folders import list_folder
+
+    source = labeled_folder(tmp_path / "s")
+    write_image(source / "stray.png")
+    listing = list_folder(str(source))
+    warning = capsys.readouterr().err
+    assert "stray.png" in warning and "beside its class subfolders" in warning
+    assert not any(p.endswith("stray.png") for p in listing.paths)
 
 
 def test_out_below_a_regular_file(tmp_path, capsys):

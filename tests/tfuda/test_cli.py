@@ -59,3 +59,13 @@ def test_export_of_a_run_prints_only_its_own_lines(trained_run, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr == ""
     assert "published version 1" in done.stdout
+
+
+def test_a_fatal_message_survives_an_abort(tmp_path):
+    # TensorFlow's C++ CHECK failures write their message to fd 2, then abort() the process at once.
+    program = ("import os\nfrom tfuda.cli import quiet_output\nwith quiet_output([]):\n"
+               "    os.write(2, b'F0000 00:00:1.0  1 op.cc:1] Check failed: fatal thing\\n')\n    os.abort()\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode != 0
+    assert "Check failed: fatal thing" in done.stderr

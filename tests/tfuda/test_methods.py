@@ -184,3 +184,23 @@ def test_source_only_trains_on_the_view_it_is_given():
     assert float(loss) == pytest.approx(float(tf.reduce_mean(expected)), rel=1e-5)
     with pytest.raises(UserError, match="augment=heavy: give weak or strong"):
         SourceOnly(augment="heavy")
+
+
+def test_contrastive_makes_only_the_views_of_the_steps_phase():
+    from pipelines.feeds import make_feed
+    from tfuda.engine.run import method_feed_spec
+    from tfuda.methods import Contrastive
+
+    method = Contrastive(pretrain_fraction=0.5)
+    phased = method_feed_spec(method, global_batch_size=4, uratio=1, image_size=16, total_steps=4)
+    every = method_feed_spec(method, global_batch_size=4, uratio=1, image_size=16)
+    sources = open_source("digits"), open_source("digits-m")
+    for step, (a, b) in enumerate(zip(make_feed(*sources, phased).take(4), make_feed(*sources, every).take(4))):
+        pretraining = step < 2
+        for part, view in [("source", "weak"), ("source", "strong"), ("source", "strong2"),
+                           ("target", "strong"), ("target", "strong2")]:
+            used = pretraining != (view == "weak")
+            made = bool(tf.reduce_any(a[part][view] != 0))
+            assert made == used, (step, part, view)
+            if used:
+                np.testing.assert_array_equal(a[part][view].numpy(), b[part][view].numpy())

@@ -9,9 +9,11 @@ import pytest
 import tensorflow as tf
 
 from tfuda.methods.shot import SHOT, information_maximisation, nearest_centroid, shot_centroids
-from tfuda.methods.tent import TENT, mean_entropy
+from tfuda.methods.tent import TENT
+from tfuda.validate.entropy import entropies
 from tfuda.models import build_model
 from tfuda.models.foreign import as_classifier
+from pipelines.sources import open_source
 from tfuda.models.init import load_init
 from tfuda.train import main
 
@@ -29,7 +31,7 @@ def test_information_maximisation_by_hand():
 def test_tent_entropy_by_hand():
     logits = tf.math.log(tf.constant([[0.25, 0.25, 0.5], [1.0, 1e-12, 1e-12]]))
     expected = (-(0.25 * math.log(0.25)) * 2 - 0.5 * math.log(0.5)) / 2
-    assert float(mean_entropy(logits)) == pytest.approx(expected, abs=1e-5)
+    assert float(tf.reduce_mean(entropies(tf.nn.softmax(logits)))) == pytest.approx(expected, abs=1e-5)
 
 
 def test_shot_centroids_find_the_clusters_and_skip_unpredicted_classes():
@@ -108,6 +110,45 @@ def test_tent_adapts_a_foreign_model_and_exports_it(tmp_path):
     assert changed and changed <= {"gamma", "beta", "moving_mean", "moving_variance"}
     assert export_main(["--run", str(out), "--out", str(tmp_path / "exp"), "--formats", "savedmodel",
                         "--max-eval-images", "32", "--no-report"]) == 0
+
+
+def test_reestimated_batch_norm_statistics_are_those_of_the_images():
+    from tfuda.engine.batchnorm import reestimate_batch_norm
+
+    keras.utils.set_random_seed(0)
+    conv = keras.layers.Conv2D(4, 3, name="conv")
+    norm = keras.layers.BatchNormalization(momentum=0.999, name="norm")
+    model = keras.Sequential([keras.Input((8, 8, 3)), conv, norm])
+    norm.trainable = False  # frozen layers are re-estimated too, and stay frozen
+    images = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 3)).astype(np.uint8)
+    reestimate_batch_norm(model, images, batch_size=16)
+    outputs = conv(tf.cast(images, tf.float32)).numpy().reshape(4, 16, -1, 4)  # 4 batches of 16
+    np.testing.assert_allclose(norm.moving_mean.numpy(), outputs.mean(axis=(1, 2)).mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), outputs.var(axis=(1, 2)).mean(0), rtol=1e-3)
+    assert norm.momentum == 0.999 and not norm.trainable
+
+
+def test_tent_saves_its_model_with_target_batch_norm_statistics(tiny_run, tmp_path):
+    from tfuda.engine.batchnorm import reestimate_batch_norm
+    from tfuda.validate.sample import TargetSample
+
+    out = tmp_path / "tent"
+    assert main([*FAST, "--method", "tent", "--init", str(tiny_run), "--validation-size", "64",
+                 "--out", str(out)]) == 0
+    adapted = keras.saving.load_model(out / "model.keras")
+    keras.utils.set_random_seed(0)  # as the run (--seed 0) did before drawing its sample
+    sample = TargetSample(open_source("digits-m"), 64, 32, 0)
+    expected = keras.models.clone_model(adapted)
+    expected.set_weights(adapted.get_weights())
+    reestimate_batch_norm(expected, sample.images)
+    for saved, again in zip(adapted.weights, expected.weights):
+        np.testing.assert_allclose(saved.numpy(), again.numpy(), rtol=1e-4, atol=1e-5, err_msg=saved.path)
+    start = keras.saving.load_model(tiny_run / "model.keras")
+    moved = [w.path for w, s in zip(adapted.weights, start.weights)
+             if w.path.endswith("moving_mean") and not np.allclose(w.numpy(), s.numpy(), atol=1e-3)]
+    assert len(moved) == 6  # every batch-norm layer now holds the target's statistics
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["method_args"]["reestimate"] is True
 
 
 @pytest.mark.parametrize("argv, message", [

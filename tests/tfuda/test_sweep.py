@@ -48,6 +48,20 @@ grid:
     assert sweep.grid_keys == ["method", "lr", "method_args.tau"]
 
 
+def test_values_that_read_alike_as_names_stay_separate_points(tmp_path):
+    sweep = read_sweep_file(write(tmp_path, """\
+grid:
+  target: [data/a b, data/a-b, "data/a/b"]
+  seed: [1, "1"]
+"""))
+    assert len(sweep.points) == 6
+    assert len({p.name for p in sweep.points}) == 6
+    assert {(p.flags["target"], repr(p.flags["seed"])) for p in sweep.points} == {
+        (t, s) for t in ("data/a b", "data/a-b", "data/a/b") for s in ("1", "'1'")}
+    again = read_sweep_file(write(tmp_path, "grid:\n  target: [data/a b, data/a-b, data/a/b]\n  seed: [1, '1']\n"))
+    assert [p.name for p in again.points] == [p.name for p in sweep.points]  # stable across reads
+
+
 def test_point_names_are_safe_and_bounded():
     assert point_name({"source": "data/my photos", "seed": 1}) == "source-data-my-photos_seed-1"
     long = point_name({"target": "x" * 300})

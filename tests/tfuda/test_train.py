@@ -50,6 +50,20 @@ def test_resume_continues_the_step_count(tmp_path):
     assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
 
 
+def test_resume_keeps_the_evaluation_history_and_alarms(tmp_path, monkeypatch):
+    import tfuda.engine.run
+
+    monkeypatch.setattr(tfuda.engine.run, "collapse_alarm", lambda probs, prior, names: "test alarm")
+    out = str(tmp_path / "run")
+    args = ["--batch-size", "4", "--checkpoint-every", "2", "--eval-every", "1", "--validation-size", "16",
+            "--no-report", "--out", out]
+    assert main(["--steps", "3", *args]) == 0  # evaluated at 1, 2, 3; checkpointed at 2 and 3
+    assert main(["--steps", "5", "--resume", *args]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [h["step"] for h in metrics["eval_history"]] == [1, 2, 3, 4, 5]
+    assert [a["step"] for a in metrics["alarms"]] == [1, 2, 3, 4, 5]
+
+
 def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     from tfuda.methods.adamatch import AdaMatch
 

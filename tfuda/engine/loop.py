@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfuda.atomic import write_json_atomic
 from tfuda.engine.checkpoints import Checkpoints
 from tfuda.engine.evaluate import EvalResult
 from tfuda.engine.selection import Selection
@@ -154,6 +157,12 @@ class PeriodicEvaluation(keras.callbacks.Callback):
       on_collapse: `warn` (print a warning, record it in `alarms`), `stop` or `rollback` (also
         raise `Collapsed`; the caller rolls back to `selection`'s candidate).
       selection: offered every evaluation (`tfuda.engine.selection`), or None.
+      record: a JSON file that keeps `history` and `alarms` after every evaluation, so a resumed
+        run starts from them (None: kept in memory only).
+      start_step: the step training starts from; of a recorded history, the evaluations up to it
+        are kept (later ones were not checkpointed and run again).
+      prepare: EMA model -> the model to evaluate, select and save (e.g. with batch-norm
+        statistics re-estimated on the target, `tfuda.engine.batchnorm`); None: the EMA model.
 
     The latest results stay in `latest`/`latest_scores` (step in `latest_step`), so the end of
     a run reuses them instead of evaluating again; `history` has one entry per evaluation.
@@ -161,13 +170,15 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
     def __init__(self, evaluators: dict[str, Callable[[keras.Model], EvalResult]], validate: Callable | None,
                  every: int, total_steps: int, scalars: ScalarLogger, progress: ProgressLogger,
-                 on_collapse: str = "warn", selection: Selection | None = None):
+                 on_collapse: str = "warn", selection: Selection | None = None, record: Path | None = None,
+                 start_step: int = 0, prepare: Callable[[keras.Model], keras.Model] | None = None):
         super().__init__()
         self.evaluators, self.validate, self.every, self.total_steps = evaluators, validate, every, total_steps
         self.scalars, self.progress, self.on_collapse = scalars, progress, on_collapse
-        self.selection = selection
-        self.alarms: list[dict] = []
-        self.history: list[dict[str, float]] = []
+        self.selection, self.record, self.prepare = selection, record, prepare
+        saved = json.loads(record.read_text()) if start_step and record is not None and record.is_file() else {}
+        self.history: list[dict[str, float]] = [e for e in saved.get("history", []) if e["step"] <= start_step]
+        self.alarms: list[dict] = [a for a in saved.get("alarms", []) if a["step"] <= start_step]
         self.latest: dict[str, EvalResult] = {}
         self.latest_scores: dict[str, float] = {}
         self.latest_step: int | None = None
@@ -181,6 +192,10 @@ class PeriodicEvaluation(keras.callbacks.Callback):
             scores["source_accuracy"] = results["source"].accuracy
         return results, scores, alarm
 
+    def inference_model(self, ema_model: keras.Model) -> keras.Model:
+        """The model an evaluation judges and a run saves: `prepare(ema_model)`, or `ema_model`."""
+        return self.prepare(ema_model) if self.prepare is not None else ema_model
+
     def final(self, model: keras.Model, step: int) -> tuple[dict[str, EvalResult], dict[str, float]]:
         """The results at `step`: the last evaluation's when it was at `step`, else evaluated now
         (a resume with no steps left to train)."""
@@ -192,7 +207,8 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         step = batch + 1
         if not (self.evaluators or self.validate) or not (step % self.every == 0 or step == self.total_steps):
             return
-        self.latest, self.latest_scores, alarm = self.evaluate(self.model.ema.average)
+        model = self.inference_model(self.model.ema.average)
+        self.latest, self.latest_scores, alarm = self.evaluate(model)
         self.latest_step = step
         results = {f"eval/{name}_accuracy": result.accuracy for name, result in self.latest.items()}
         results.update({f"validators/{name}": value for name, value in self.latest_scores.items()})
@@ -202,10 +218,13 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         scores = " ".join(f"{name} {value:.3f}" for name, value in self.latest_scores.items())
         self.progress.message(f"step {step}: {accuracy}" + (f"  | validators: {scores}" if scores else ""))
         if self.selection is not None:
-            self.selection.offer(step, self.latest_scores, alarm, self.model.ema.average)
+            self.selection.offer(step, self.latest_scores, alarm, model)
         if alarm:
             self.alarms.append({"step": step, "message": alarm})
             self.progress.message(f"warning: collapse alarm at step {step}: {alarm}")
+        if self.record is not None:
+            write_json_atomic(self.record, {"history": self.history, "alarms": self.alarms})
+        if alarm:
             if self.on_collapse != "warn":
                 raise Collapsed(step, alarm, self.on_collapse, logs[WALL_TIME])
 

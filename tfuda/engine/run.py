@@ -18,6 +18,7 @@ from pipelines.run_data import RunData, TrainingData
 from tfuda.atomic import save_model_atomic, write_json_atomic
 from tfuda.config import SELECT_LAST, Config, ConfigError
 from tfuda.engine import loop
+from tfuda.engine.batchnorm import with_target_statistics
 from tfuda.engine.checkpoints import Checkpoints
 from tfuda.engine.distribute import is_chief, make_strategy, split_for_replicas, task
 from tfuda.engine.evaluate import EvalResult, evaluate
@@ -120,8 +121,10 @@ def initial_classifier(config: Config, num_classes: int) -> keras.Model:
 
 
 def method_feed_spec(method: Method, *, global_batch_size: int, uratio: int | None, image_size: int,
-                     flip: bool = False, seed: int = 0, on_device: bool = False) -> FeedSpec:
-    """The feed `method` trains on: its views, and `uratio` (None: the method's default)."""
+                     flip: bool = False, seed: int = 0, on_device: bool = False,
+                     total_steps: int | None = None) -> FeedSpec:
+    """The feed `method` trains on: its views (only those of the step's phase, given
+    `total_steps`), and `uratio` (None: the method's default)."""
     return FeedSpec(
         global_batch_size=global_batch_size,
         uratio=uratio or method.default_uratio,
@@ -131,6 +134,7 @@ def method_feed_spec(method: Method, *, global_batch_size: int, uratio: int | No
         augment=Augment(flip=flip),
         seed=seed,
         on_device=on_device,
+        phases=method.view_phases(total_steps) if total_steps is not None else None,
     )
 
 
@@ -138,7 +142,7 @@ def feed_spec(config: Config, method: Method, replicas: int) -> FeedSpec:
     """The method's feed for this config; `--batch-size` is per replica."""
     return method_feed_spec(method, global_batch_size=config.batch_size * replicas, uratio=config.uratio,
                             image_size=config.image_size, flip=config.flip, seed=config.seed,
-                            on_device=config.augment_on == "device")
+                            on_device=config.augment_on == "device", total_steps=config.steps)
 
 
 def build_training_model(config: Config, method: Method, make_classifier: Callable[[], keras.Model],
@@ -183,10 +187,10 @@ def evaluators(data: TrainingData, image_size: int) -> dict:
             for name, s in sets.items() if s is not None}
 
 
-def validation(config: Config, data: TrainingData) -> Callable | None:
-    """model -> (label-free validator scores, collapse alarm or None) on a fixed sample of the
-    unlabeled target (None without target data). The sample: `--validation-size` images (default
-    1000, or all of a smaller target) of a `--seed`-ed shuffle of the target training images."""
+def target_sample(config: Config, data: TrainingData) -> TargetSample | None:
+    """The fixed sample of the unlabeled target that validators score (and batch-norm statistics
+    are re-estimated on): `--validation-size` images (default 1000, or all of a smaller target)
+    of a `--seed`-ed shuffle of the target training images; None without target data."""
     target = data.target
     if target is None:
         return None
@@ -195,7 +199,14 @@ def validation(config: Config, data: TrainingData) -> Callable | None:
         raise ConfigError(f"--validation-size {config.validation_size} is larger than the target "
                           f"'{target.info.spec}' ({available} images): give at most {available}")
     size = config.validation_size or min(DEFAULT_VALIDATION_SIZE, available or DEFAULT_VALIDATION_SIZE)
-    sample = TargetSample(target, size, config.image_size, config.seed)
+    return TargetSample(target, size, config.image_size, config.seed)
+
+
+def validation(data: TrainingData, sample: TargetSample | None) -> Callable | None:
+    """model -> (label-free validator scores, collapse alarm or None) on the target `sample`
+    (None without one)."""
+    if sample is None:
+        return None
     prior = source_prior(data.source, len(data.class_names))
     names = list(data.class_names)
 
@@ -248,7 +259,7 @@ def finish(config: Config, data: TrainingData, run: RunDir, trainer: TrainingMod
         final = evaluation.evaluate(model)[:2]
         selection.publish(run.model_file)
     else:
-        model = trainer.ema.average
+        model = evaluation.inference_model(trainer.ema.average)
         final = evaluation.final(model, steps)
         save_model_atomic(model, run.model_file)
     metrics = completed_metrics(config, data, steps, wall_time, *final, evaluation.history, evaluation.alarms,
@@ -331,7 +342,10 @@ def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method:
     target = data.target if method.target_views else None
     chief = is_chief()
     check_select(config, data)
-    validate = validation(config, data) if chief else None
+    keras.utils.set_random_seed(config.seed)  # tf.data's seeded shuffles also depend on the global seed
+    sample = target_sample(config, data) if chief else None
+    validate = validation(data, sample)
+    prepare = with_target_statistics(sample.images) if sample is not None and method.reestimates_batch_norm else None
     spec = feed_spec(config, method, replicas)
     method.monitor_target_labels = bool(target is not None and target.info.labeled)
     trainer = build_training_model(config, method, make_classifier, spec, strategy)
@@ -345,7 +359,8 @@ def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method:
     selection = Selection(config.select, run, keep=config.select != SELECT_LAST or config.on_collapse == "rollback")
     evaluation = loop.PeriodicEvaluation(evaluators(data, config.image_size) if chief else {}, validate,
                                          config.eval_every, config.steps, scalars, progress, config.on_collapse,
-                                         selection if chief else None)
+                                         selection if chief else None, run.evaluations_file if chief else None,
+                                         start_step, prepare)
     # The evaluation runs before the checkpoint of its step, so a collapse that stops the run is
     # never checkpointed.
     callbacks = [*method.callbacks(trainer.classifier, target, spec), loop.NonFiniteGuard(), progress, scalars,

@@ -11,13 +11,12 @@ Target labels never enter the choice.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import keras
 
-from tfuda.atomic import save_model_atomic, write_json_atomic
+from tfuda.atomic import copy_atomic, save_model_atomic, write_json_atomic
 from tfuda.config import SELECT_LAST as LAST
 from tfuda.rundir import RunDir
 
@@ -60,10 +59,8 @@ class Selection:
         return self.chosen is not None and (rolled_back or self.by != LAST)
 
     def publish(self, model_file: Path) -> None:
-        """Copies the stored candidate to `model_file` (atomically, via a temporary sibling)."""
-        tmp = model_file.with_name(f".selected-{model_file.name}")
-        shutil.copyfile(self.model_file, tmp)
-        tmp.replace(model_file)
+        """Copies the stored candidate to `model_file` atomically."""
+        copy_atomic(self.model_file, model_file)
 
     def load(self) -> keras.Model:
         """The stored candidate model."""

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from pipelines.errors import UserError
-from pipelines.feeds import FeedSpec, apply_views
+from pipelines.feeds import FeedSpec, apply_views, training_progress
 from tfuda.engine.distribute import replica, replica_seed
 from tfuda.engine.ema import EMA
 from tfuda.methods.base import Method
@@ -82,7 +82,7 @@ class TrainingModel(keras.Model):
 
     def train_step(self, batch):
         step = tf.identity(self.optimizer.iterations)  # this step's 0-based index, before the update
-        progress = tf.minimum(tf.cast(step, tf.float32) / float(self.total_steps), 1.0)
+        progress = training_progress(step, self.total_steps)
         batch = self.step_inputs(batch)
         variables = self.train_variables
         replicas = tf.distribute.get_strategy().num_replicas_in_sync

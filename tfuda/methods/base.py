@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from pipelines.errors import UserError
+from pipelines.feeds import ViewPhases
 from tfuda.methods.schedules import CosineDecayTo
 
 Logs = dict[str, tf.Tensor]
@@ -188,6 +189,17 @@ class Method:
     def ema_start(self, total_steps: int) -> int:
         """Step from which the EMA of the weights averages (before it, it copies the model)."""
         return 0
+
+    @property
+    def reestimates_batch_norm(self) -> bool:
+        """Whether the run evaluates and saves its model with batch-norm statistics re-estimated on
+        the target (`tfuda.engine.batchnorm`; default False)."""
+        return False
+
+    def view_phases(self, total_steps: int) -> ViewPhases | None:
+        """Views only one phase of the method uses (`pipelines.feeds.ViewPhases`; default None:
+        the loss uses every view at every step)."""
+        return None
 
     def learning_rate(self, lr: float, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
         """The method's learning-rate schedule (default: AdaMatch/FixMatch cosine decay to lr/4)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from pipelines.feeds import ViewPhases
 from tfuda.methods.base import Logs, Method, cross_entropy
 from tfuda.models import embedding_model
 from tfuda.models.common import embedding_size_of
@@ -72,6 +73,11 @@ class Contrastive(Method):
     @property
     def extra_layers(self):
         return [self.head]
+
+    def view_phases(self, total_steps: int) -> ViewPhases:
+        """Pretraining uses the four strong views, fine-tuning the weak source view only."""
+        strong = tuple((part, view) for part in ("source", "target") for view in ("strong", "strong2"))
+        return ViewPhases(self.pretrain_fraction, total_steps, early=strong, late=(("source", "weak"),))
 
     def ema_start(self, total_steps: int) -> int:
         """The EMA restarts at fine-tuning: pretraining weights (untrained head) must not linger in it."""

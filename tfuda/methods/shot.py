@@ -36,15 +36,17 @@ from pipelines.errors import UserError
 from tfuda.methods.base import Logs, SourceFreeMethod, cross_entropy, pseudo_label_monitors
 from tfuda.models import embedding_model
 from tfuda.models.common import embedding_size_of, num_classes_of
+from tfuda.validate.entropy import entropies
 from tfuda.validate.sample import TargetSample
+
+SHOT_EPSILON = 1e-5
+"""The official code's epsilon inside the logarithm."""
 
 
 def information_maximisation(logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """`(mean entropy, entropy of the mean prediction)` of softmax(logits), in nats. logits `[B, K]`."""
     p = tf.nn.softmax(tf.cast(logits, tf.float32))
-    entropy = tf.reduce_mean(-tf.reduce_sum(p * tf.math.log(p + 1e-5), axis=1))
-    mean = tf.reduce_mean(p, axis=0)
-    return entropy, -tf.reduce_sum(mean * tf.math.log(mean + 1e-5))
+    return tf.reduce_mean(entropies(p, SHOT_EPSILON)), entropies(tf.reduce_mean(p, axis=0), SHOT_EPSILON)
 
 
 def _augmented(features: tf.Tensor) -> tf.Tensor:
@@ -97,16 +99,21 @@ class Centroids(keras.layers.Layer):
 
 
 class SHOT(SourceFreeMethod):
-    """Source hypothesis transfer. Hyper-parameters: beta (0.3), interval (100), max_images (4096)."""
+    """Source hypothesis transfer. Hyper-parameters: beta (0.3), interval (100), max_images (4096),
+    reestimate (False: evaluate and export with batch-norm statistics re-estimated on the target)."""
 
     name = "shot"
     default_lr = 0.01
 
-    def __init__(self, beta: float = 0.3, interval: int = 100, max_images: int = 4096):
+    def __init__(self, beta: float = 0.3, interval: int = 100, max_images: int = 4096, reestimate: bool = False):
         if beta < 0 or interval < 1 or max_images < 1:
             raise UserError(f"--method shot: beta >= 0, interval >= 1 and max_images >= 1 (got beta={beta}, "
                             f"interval={interval}, max_images={max_images})")
-        self.beta, self.interval, self.max_images = beta, interval, max_images
+        self.beta, self.interval, self.max_images, self.reestimate = beta, interval, max_images, reestimate
+
+    @property
+    def reestimates_batch_norm(self) -> bool:
+        return self.reestimate
 
     def build(self, model: keras.Model) -> None:
         """Freezes the classifier head; the clustering state lives in a `Centroids` layer and a

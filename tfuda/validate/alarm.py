@@ -30,7 +30,7 @@ def concentration(probs: np.ndarray, prior: np.ndarray | None = None) -> tuple[f
     probs = np.asarray(probs, np.float64)
     classes = probs.shape[1]
     prior = np.full(classes, 1.0 / classes) if prior is None else np.asarray(prior, np.float64) / np.sum(prior)
-    spread = float(entropies(probs.mean(axis=0, keepdims=True))[0] / np.log(classes))
+    spread = float(entropies(probs.mean(axis=0, keepdims=True))[0]) / np.log(classes)
     shares = np.bincount(probs.argmax(axis=1), minlength=classes) / len(probs)
     ratios = shares / np.clip(prior, 1e-12, None)
     return spread, float(ratios.max()), [int(k) for k in np.flatnonzero(ratios > MAX_SHARE_RATIO)]

@@ -23,4 +23,4 @@ def snd(probs: np.ndarray, features: np.ndarray, temperature: float = TEMPERATUR
     np.fill_diagonal(similarity, -np.inf)
     similarity -= similarity.max(axis=1, keepdims=True)
     weights = np.exp(similarity)
-    return float(entropies(weights / weights.sum(axis=1, keepdims=True)).mean())
+    return float(np.mean(entropies(weights / weights.sum(axis=1, keepdims=True))))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from pipelines.errors import UserError
-from tfuda.cli import VERBOSE_HELP, command, run_command
+from tfuda.cli import VERBOSE_HELP, HelpFormatter, command, example, run_command
 
 if TYPE_CHECKING:  # heavy imports, only for the annotations
     import keras
@@ -36,11 +36,13 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "none"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m export.savedmodel") -> argparse.ArgumentParser:
     from export.tflite import PRECISIONS
 
-    p = argparse.ArgumentParser(prog="python -m export.savedmodel", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter,
+                                epilog=example("tfuda export --run runs/demo --out exports",
+                                               "tfuda export --run runs/demo --out exports --formats tflite "
+                                               "--quantize int8"))
     p.add_argument("--run", required=True, help="run directory made by python -m tfuda.train")
     p.add_argument("--out", default="exports", help="export directory")
     p.add_argument("--name", default="tfuda", help="model name (TF Serving MODEL_NAME)")
@@ -192,8 +194,11 @@ def export_model(model: keras.Model, class_names: Sequence[str], out: str | Path
       eval_data: images to verify on (labels, if any, give each artifact's accuracy): a
         `tf.data.Dataset`, a `pipelines.Source` or a spec.
       calibration: images whose value ranges set int8 quantization (default: `eval_data`).
-      name, version, overwrite: the model name and version (`auto`: highest existing + 1).
-      formats: a subset of `FORMATS`; quantize: TFLite precisions (`export.tflite.PRECISIONS`).
+      name: the model name (TF Serving's MODEL_NAME).
+      version: the version number, or `auto` (highest existing + 1).
+      overwrite: allow replacing an existing version.
+      formats: a subset of `FORMATS`.
+      quantize: TFLite precisions (`export.tflite.PRECISIONS`).
       max_eval_images: images of `eval_data` used.
       run: the run directory the model came from, recorded in the report.
       verbose: print the table.
@@ -277,7 +282,8 @@ def export_run(args: argparse.Namespace) -> dict:
         from export.layout import ExportLayout
         from tfuda.report import write_report
 
-        write_report(str(run.path), export_report=str(ExportLayout(args.out, args.name).report_file(report["version"])))
+        write_report(str(run.path), export_report=str(ExportLayout(args.out, args.name).report_file(report["version"])),
+                     plots=False)
     return report
 
 
@@ -297,9 +303,9 @@ def _metadata(class_names: list[str], size: int, files: dict[str, str]) -> dict:
 
 
 @command
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m export.savedmodel") -> int:
     """Entry point; exit status 0 published, 1 verification failed, 2 bad input."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
 
     def body() -> int:
         try:

@@ -33,10 +33,10 @@ PUBLIC = {
     "tfuda.DANN": "(hidden: 'int' = 256)",
     "tfuda.Contrastive": "(pretrain_fraction: 'float' = 0.5, temperature: 'float' = 0.2, projection: 'int' = 64)",
     "tfuda.SourceOnly": "(label_smoothing: 'float' = 0.0, augment: 'str' = 'weak')",
-    "tfuda.SHOT": "(beta: 'float' = 0.3, interval: 'int' = 100, max_images: 'int' = 4096)",
-    "tfuda.TENT": "(episode: 'int' = 0)",
+    "tfuda.SHOT": "(beta: 'float' = 0.3, interval: 'int' = 100, max_images: 'int' = 4096, reestimate: 'bool' = False)",
+    "tfuda.TENT": "(episode: 'int' = 0, reestimate: 'bool' = True)",
     "tfuda.write_report": "(run_path: 'str | Path', *, export_report: 'str | None' = None, baseline: 'str | None' = "
-                          "None, embedding: 'str' = 'tsne', max_points: 'int' = 500) -> 'Path'",
+                          "None, embedding: 'str' = 'tsne', max_points: 'int' = 500, plots: 'bool' = True) -> 'Path'",
     "tfuda.UserError": None,
     "pipelines.open_source": "(spec: 'str', *, strict: 'bool' = False, max_image_pixels: 'int' = 100000000, "
                              "tfds_data_dir: 'str | None' = None, tfds_download: 'bool' = False) -> 'Source'",

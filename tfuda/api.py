@@ -153,10 +153,25 @@ def _check_parts(method: Method, source: Source | None, target: Source | None) -
         raise DataError(f"target: method {method.name} needs the unlabeled target images")
 
 
-def _check_options(options: dict[str, Any]) -> None:
+KERAS_NAMES = {"learning_rate": "lr", "jit_compile": "xla"}
+"""Keras' names `adapt` also takes for its options (`jit_compile`: True, False or "auto")."""
+
+
+def _check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options with Keras' names translated (`learning_rate` -> `lr`, `jit_compile=True` ->
+    `xla="on"`); raises UserError for an unknown one or one given under both names."""
+    options = dict(options)
+    for keras_name, name in KERAS_NAMES.items():
+        if keras_name in options:
+            if name in options:
+                raise UserError(f"adapt: give {name} or {keras_name}, not both")
+            value = options.pop(keras_name)
+            options[name] = {True: "on", False: "off"}.get(value, value) if name == "xla" else value
     unknown = sorted(set(options) - set(TRAINING_OPTIONS))
     if unknown:
-        raise UserError(f"adapt: unknown option(s) {', '.join(unknown)}; options are {', '.join(TRAINING_OPTIONS)}")
+        raise UserError(f"adapt: unknown option(s) {', '.join(unknown)}; options are "
+                        f"{', '.join(TRAINING_OPTIONS)} (or Keras' {', '.join(KERAS_NAMES)})")
+    return options
 
 
 def _run_config(method: Method, data: TrainingData, image_size: int, model_name: str,
@@ -228,18 +243,23 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
         else `"0"`..`"K-1"` for the model's K outputs).
       embedding: the layer whose output is the embedding (default: the input of the last Dense).
       image_size: S, for a model that has no input shape yet.
-      eval_target, eval_source: labeled evaluation sets; accuracy on them is reported only
-        (default: the held-out split of a `target`/`source` spec that has one).
+      eval_target: labeled target evaluation set; accuracy on it is reported only (default: the
+        held-out split of a `target` spec that has one).
+      eval_source: labeled source evaluation set, likewise.
       run_dir: where checkpoints, TensorBoard logs, `metrics.json` and `model.keras` go
         (default: a temporary directory, removed at the end).
       resume: continue the run in `run_dir` from its last checkpoint, with the same method,
         hyper-parameters, data and options (only `steps` and the options of
         `tfuda.config.Config.RESUMABLE` may change; anything else is a UserError).
-      callbacks: Keras callbacks, e.g. `keras.callbacks.TensorBoard`; they see each step's logs
-        (`loss`, `losses/...`, `monitors/...`).
+      callbacks: Keras callbacks, called as `Model.fit` calls them with each evaluation
+        interval (`eval_every` steps) as an epoch: step logs (`loss`, `losses/...`,
+        `monitors/...`), and at each epoch's end their means and `val_target_accuracy`,
+        `val_source_accuracy`, `val_<validator>`. `TensorBoard`, `CSVLogger`, `ModelCheckpoint`
+        (it saves the EMA classifier) and `EarlyStopping(monitor="val_bnm", mode="max")` work
+        at their defaults.
       verbose: print the progress lines.
       **options: training settings, as the command-line flags: `steps`, `batch_size`, `lr`,
-        `seed`, ... (`TRAINING_OPTIONS`).
+        `seed`, ... (`TRAINING_OPTIONS`); Keras' `learning_rate` and `jit_compile` are taken too.
 
     Returns:
       an `AdaptResult`.
@@ -252,7 +272,7 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
     """
     from tfuda.engine.run import fit
 
-    _check_options(options)
+    options = _check_options(options)
     method = _method(method)
     classifier = as_classifier(model, embedding, image_size=image_size)
     data = _open_data({"source": source, "target": target, "eval_target": eval_target, "eval_source": eval_source},
@@ -303,10 +323,15 @@ def feed(method: str | Method, source: Data = None, target: Data = None, *, clas
     Args:
       method: a method object or name; it decides the views (`weak`, `strong`, ...) and the
         default `uratio`.
-      source, target: labeled source and unlabeled target data (as for `adapt`).
+      source: labeled source data (as for `adapt`).
+      target: unlabeled target data (as for `adapt`).
       class_names: the classes of a labeled dataset's labels (required for one; a spec or
         Source names its own).
-      image_size, batch_size, uratio, seed, flip: as the `adapt` options of the same names.
+      image_size: model input side S.
+      batch_size: labeled images per step.
+      uratio: unlabeled images per labeled image (None: the method's default).
+      seed: fixes data order and augmentation.
+      flip: random horizontal flips.
 
     Returns:
       an infinite `tf.data.Dataset` of dicts `{"seed": int64 [2], "source": {"labels": int64 [B],

@@ -10,6 +10,7 @@ process that aborts. `--verbose` turns it off.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import os
@@ -104,13 +105,23 @@ def quiet_output(argv: Sequence[str] | None = None) -> Iterator[None]:
 
 
 def command(main: Callable[..., int]) -> Callable[..., int]:
-    """Decorates a CLI's `main(argv=None)`: its whole run, parsing included, under `quiet_output`."""
+    """Decorates a CLI's `main(argv=None, prog=...)`: its whole run, parsing included, under
+    `quiet_output` (`prog`: the name `--help` shows, e.g. `tfuda train`)."""
     @functools.wraps(main)
-    def wrapped(argv: Sequence[str] | None = None) -> int:
+    def wrapped(argv: Sequence[str] | None = None, **kwargs) -> int:
         with quiet_output(argv):
-            return main(argv)
+            return main(argv, **kwargs)
 
     return wrapped
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` keeps the description's and the example's line breaks and shows every default."""
+
+
+def example(*lines: str) -> str:
+    """A `--help` epilog: the example command lines."""
+    return "example:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def run_command(body: Callable[[], int]) -> int:

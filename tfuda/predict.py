@@ -12,7 +12,7 @@ import sys
 
 from pipelines.errors import DataError
 from pipelines.limits import MAX_IMAGE_PIXELS
-from tfuda.cli import VERBOSE_HELP, command, run_command
+from tfuda.cli import VERBOSE_HELP, HelpFormatter, command, example, run_command
 from tfuda.rundir import RunDir
 
 BATCH = 64
@@ -44,15 +44,16 @@ def predict_files(run: RunDir, paths: list[str]) -> list[tuple[str, str, float]]
 
 
 @command
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfuda.predict", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m tfuda.predict") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter,
+                                     epilog=example("tfuda predict --run runs/demo photos/ --csv predictions.csv"))
     parser.add_argument("--run", required=True, help="run directory made by python -m tfuda.train")
     parser.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDERS")
     parser.add_argument("--csv", help="also write path,class,probability rows to this CSV file")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     parser.add_argument("--strict", action="store_true", help="fail on unreadable files instead of skipping them")
     parser.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
-                        help="refuse images larger than this, width x height (default %(default)s)")
+                        help="refuse images larger than this, width x height")
     args = parser.parse_args(argv)
 
     def body() -> int:

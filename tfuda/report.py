@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.errors import UserError
-from tfuda.atomic import write_text_atomic
-from tfuda.cli import VERBOSE_HELP, command, run_command
+from tfuda.atomic import write_json_atomic, write_text_atomic
+from tfuda.cli import VERBOSE_HELP, HelpFormatter, command, example, run_command
 from tfuda.rundir import RunDir
 
 REPORT_DIR = "report"
@@ -304,19 +304,36 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:10
 
 
 def write_report(run_path: str | Path, *, export_report: str | None = None, baseline: str | None = None,
-                 embedding: str = "tsne", max_points: int = MAX_POINTS) -> Path:
+                 embedding: str = "tsne", max_points: int = MAX_POINTS, plots: bool = True) -> Path:
     """Builds the report of a finished run; returns the path of index.html.
 
-    The run's data is opened as training opened it (`pipelines.run_data.RunData`).
+    The run's data is opened as training opened it (`pipelines.run_data.RunData`). With
+    `plots=False` the plots of an earlier report are kept and only the page is rewritten (how an
+    export adds its verification table; the plots are made when there are none).
     """
-    from pipelines.run_data import RunData
-
     run = RunDir(run_path)
     run.check_model()
+    out = run.path / REPORT_DIR
+    notes_file = out / "notes.json"
+    if plots or not notes_file.is_file():
+        notes = _plots(run, out, baseline, embedding, max_points)
+        write_json_atomic(notes_file, notes)
+    else:
+        notes = json.loads(notes_file.read_text())
+    images = [name for name in IMAGES if (out / name).is_file()]
+    index = out / "index.html"
+    write_text_atomic(index, _page(run, run.metrics(), _export_html(export_report), notes, images))
+    _log(f"wrote {index}" + (" (with the export)" if export_report else ""))
+    return index
+
+
+def _plots(run: RunDir, out: Path, baseline: str | None, embedding: str, max_points: int) -> list[str]:
+    """Draws the report's plots into `out`; returns the notes on what could not be drawn."""
+    from pipelines.run_data import RunData
+
     metrics = run.metrics()
     config = run.config()
     data = RunData(config, run.class_names(), f"run '{run.path}'")
-    out = run.path / REPORT_DIR
     out.mkdir(exist_ok=True)
     notes: list[str] = []
 
@@ -329,24 +346,21 @@ def write_report(run_path: str | Path, *, export_report: str | None = None, base
                      "labels for monitoring; curves are written every 10 steps).")
     panels = _embedding_panels(run, data, baseline, embedding, max_points, notes)
     plot_embeddings(panels, run.class_names(), out / "embedding.png")
-    images = ["samples.png", "curves.png", "embedding.png"]
+    for name in ("per_class.png", "confusion.png"):
+        (out / name).unlink(missing_ok=True)
     if metrics.get("per_class_target_accuracy"):
         plot_per_class(metrics["per_class_target_accuracy"], out / "per_class.png")
         plot_confusion(metrics["target_confusion"], run.class_names(), out / "confusion.png")
-        images += ["per_class.png", "confusion.png"]
     else:
         notes.append("No labeled target evaluation set: no per-class accuracy or confusion matrix "
                      "(give --eval-target when training).")
-    index = out / "index.html"
-    write_text_atomic(index, _page(run, metrics, _export_html(export_report), notes, images))
-    _log(f"wrote {index}")
-    return index
+    return notes
 
 
 @command
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfuda.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, prog: str = "python -m tfuda.report") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter,
+                                     epilog=example("tfuda report --run runs/demo --baseline runs/source-only"))
     parser.add_argument("--run", required=True, help="run directory")
     parser.add_argument("--export-report", help="an export's reports/NAME/<version>.json to include")
     parser.add_argument("--baseline", help="a source-only run directory to compare embeddings with")

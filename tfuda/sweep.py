@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from tfuda.atomic import write_json_atomic
-from tfuda.cli import VERBOSE_HELP, command, run_command
+from tfuda.cli import VERBOSE_HELP, HelpFormatter, command, example, run_command
 from tfuda.config import ConfigError
 from tfuda.grid import Point, read_sweep_file
 from tfuda.leaderboard import USABLE, Entry, log_file, read_entry, run_dir, write_leaderboard
@@ -29,9 +29,9 @@ DEFAULT_RANK_BY = "bnm"
 the target-only validators, with no regret (README, *Which validator to trust*; bench/validators.py)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tfuda.sweep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str = "python -m tfuda.sweep") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter,
+                                epilog=example("tfuda sweep --config examples/sweep.yaml --out runs/sweep --export exports"))
     p.add_argument("--config", required=True, help="sweep file (YAML/JSON): rank_by, train, grid (see tfuda/grid.py)")
     p.add_argument("--out", required=True, help="sweep directory: one run directory per point, logs, leaderboard")
     p.add_argument("--rank-by", choices=SCORES, help=f"validator to rank by (default: the file's rank_by, else {DEFAULT_RANK_BY})")
@@ -110,10 +110,10 @@ def export_chosen(run_dir: Path, export_dir: str, verbose: bool) -> int:
 
 
 @command
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m tfuda.sweep") -> int:
     """Entry point; returns the exit status (0: a run was chosen (and exported), 1: none was, or
     its export failed, 2: bad sweep file or flags)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
 
     def body() -> int:
         if args.jobs < 1:

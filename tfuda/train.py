@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from tfuda.atomic import write_json_atomic
-from tfuda.cli import VERBOSE_HELP, command, run_command
+from tfuda.cli import VERBOSE_HELP, HelpFormatter, command, example, run_command
 from tfuda.config import (AUGMENT_ON_CHOICES, MOMENTUM_CHOICES, ON_COLLAPSE, SELECT_LAST, SETTINGS, STRATEGIES,
                           XLA_CHOICES, Config, ConfigError, read_config_file, resolve)
 from tfuda.rundir import RunDir
@@ -23,14 +23,15 @@ from tfuda.validate import SCORES
 S = argparse.SUPPRESS
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m tfuda.train") -> argparse.ArgumentParser:
     """The command line: one `add_argument` per flag, grouped (long because the flags are many)."""
     from tfuda.methods import METHODS
 
     d = Config()
     p = argparse.ArgumentParser(
-        prog="python -m tfuda.train", description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=S)
+        prog=prog, description=__doc__, formatter_class=HelpFormatter, argument_default=S,
+        epilog=example("tfuda train --out runs/demo",
+                       "tfuda train --source data/studio --target data/phone --model resnet50 --out runs/phone"))
     data = p.add_argument_group("data")
     data.add_argument("--source", help=f"labeled source data spec (default {d.source})")
     data.add_argument("--target", help="unlabeled target data spec; labels in it are never trained on "
@@ -153,9 +154,9 @@ def prepare_run(cli: dict) -> tuple[Config, RunDir, Path | None]:
 
 
 @command
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m tfuda.train") -> int:
     """Entry point; returns the exit status (0 ok, 1 training failed, 2 bad input)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
 
     def body() -> int:
         from tfuda.engine.distribute import is_chief

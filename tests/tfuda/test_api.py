@@ -67,6 +67,31 @@ def test_adapt_trains_a_users_sequential_on_datasets(domains, tmp_path):
         assert not np.allclose(before[0], model.get_layer("conv2d").get_weights()[0])
 
 
+def test_stock_keras_callbacks_work_at_their_defaults(domains, tmp_path):
+    source, target, test = domains
+    board, table = tmp_path / "tb", tmp_path / "log.csv"
+    stop = keras.callbacks.EarlyStopping(monitor="val_entropy", mode="max", patience=0, min_delta=10.0)
+    tfuda.adapt(small_model(), source, target, eval_target=test, run_dir=tmp_path / "run", verbose=False,
+                callbacks=[keras.callbacks.TensorBoard(str(board)), keras.callbacks.CSVLogger(str(table)),
+                           keras.callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch}.keras")), stop],
+                learning_rate=0.01, jit_compile=False, **{**STEPS, "steps": 9, "eval_every": 3})
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and stop.stopped_epoch == 1  # no gain of 10 nats: stopped after epoch 2
+    assert metrics["config"]["lr"] == 0.01 and metrics["config"]["xla"] == "off"
+    rows = table.read_text().splitlines()
+    assert len(rows) == 3 and {"epoch", "loss", "val_target_accuracy", "val_bnm", "val_entropy"} <= set(rows[0].split(","))
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*.keras")) == ["ckpt-1.keras", "ckpt-2.keras"]
+    saved = keras.saving.load_model(tmp_path / "ckpt-2.keras")
+    assert saved.output_shape == (None, 10)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train = EventAccumulator(str(board / "train")).Reload()
+    validation = EventAccumulator(str(board / "validation")).Reload()
+    assert "epoch_loss" in train.Tags()["tensors"] + train.Tags()["scalars"]
+    tags = validation.Tags()["tensors"] + validation.Tags()["scalars"]
+    assert {"epoch_target_accuracy", "epoch_bnm"} <= set(tags)
+
+
 def test_adapt_with_a_temporary_run_directory_leaves_nothing_behind(domains, tmp_path, monkeypatch):
     import tempfile
 

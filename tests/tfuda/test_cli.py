@@ -69,3 +69,41 @@ def test_a_fatal_message_survives_an_abort(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode != 0
     assert "Check failed: fatal thing" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["train", "export", "sweep", "predict", "report"])
+def test_tfuda_subcommand_help_shows_defaults_and_an_example(name, capsys):
+    from tfuda.command import main
+
+    with pytest.raises(SystemExit) as done:
+        main([name, "--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    assert out.startswith(f"usage: tfuda {name}") and "example:\n  tfuda " + name in out
+    assert "default" in out
+
+
+def test_the_tfuda_command(tmp_path):
+    from importlib.metadata import entry_points
+
+    assert [e.value for e in entry_points(group="console_scripts", name="tfuda")] == ["tfuda.command:main"]
+    version = subprocess.run([sys.executable, "-m", "tfuda", "--version"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("tfuda 0.")
+    unknown = subprocess.run([sys.executable, "-m", "tfuda", "trian"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=60)
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown command 'trian'")
+
+
+def test_tfuda_train_then_export_in_process(tmp_path, capsys):
+    from tfuda.command import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "2", "--batch-size", "4", "--eval-every", "2", "--checkpoint-every", "2",
+                 "--validation-size", "32", "--out", str(run)]) == 0
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "exp"), "--formats", "savedmodel",
+                 "--max-eval-images", "32"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("report: wrote") == 2 and "report: samples" in out  # plots once, then the page with the export
+    assert out.count("report: samples") == 1
+    assert (tmp_path / "exp" / "serving" / "tfuda" / "1" / "saved_model.pb").is_file()

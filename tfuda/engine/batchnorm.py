@@ -39,9 +39,18 @@ def reestimate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: in
 
 
 def with_target_statistics(images: np.ndarray) -> Callable[[keras.Model], keras.Model]:
-    """model -> a copy of it whose batch-norm statistics are re-estimated on `images`."""
+    """model -> a copy of it whose batch-norm statistics are re-estimated on `images`.
+
+    The copy is made on the first call and given the model's weights again on each later one
+    (one model object, so the functions that evaluate it are traced once): a returned model is
+    valid until the next call, which must pass the same model.
+    """
+    copy: keras.Model | None = None
+
     def prepare(model: keras.Model) -> keras.Model:
-        copy = keras.models.clone_model(model)
+        nonlocal copy
+        if copy is None:
+            copy = keras.models.clone_model(model)
         copy.set_weights(model.get_weights())
         reestimate_batch_norm(copy, images)
         return copy

@@ -1,4 +1,13 @@
-"""The training loop and its Keras callbacks: progress, TensorBoard, NaN guard, checkpoints, eval."""
+"""The training loop and its Keras callbacks: progress, TensorBoard, NaN guard, checkpoints, eval.
+
+The loop calls callbacks as `Model.fit` does, with each evaluation interval (`--eval-every`
+steps) as an epoch: `on_epoch_begin(epoch)`, then per step `on_train_batch_begin/end`, then
+`on_epoch_end(epoch, logs)` with the epoch's mean step logs (`loss`, `losses/...`,
+`monitors/...`) and the evaluation's `val_target_accuracy`, `val_source_accuracy` and
+`val_<validator>` (label-free, higher is better). So stock Keras callbacks work at their
+defaults: `TensorBoard` (epoch scalars), `EarlyStopping(monitor="val_bnm", mode="max")`,
+`ModelCheckpoint` (saving a `TrainingModel` saves its EMA classifier) and `CSVLogger`.
+"""
 
 from __future__ import annotations
 
@@ -196,6 +205,15 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         """The model an evaluation judges and a run saves: `prepare(ema_model)`, or `ema_model`."""
         return self.prepare(ema_model) if self.prepare is not None else ema_model
 
+    def epoch_logs(self, step: int) -> dict[str, float]:
+        """The evaluation at `step` as Keras validation logs: `val_target_accuracy`,
+        `val_source_accuracy`, `val_<validator>` (empty when `step` was not evaluated)."""
+        if self.latest_step != step:
+            return {}
+        logs = {f"val_{name}_accuracy": result.accuracy for name, result in self.latest.items()}
+        logs.update({f"val_{name}": value for name, value in self.latest_scores.items() if f"val_{name}" not in logs})
+        return logs
+
     def final(self, model: keras.Model, step: int) -> tuple[dict[str, EvalResult], dict[str, float]]:
         """The results at `step`: the last evaluation's when it was at `step`, else evaluated now
         (a resume with no steps left to train)."""
@@ -230,25 +248,44 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
 
 def train_loop(trainer: TrainingModel, feed: tf.data.Dataset, *, start_step: int, total_steps: int,
-               callbacks: list[keras.callbacks.Callback], wall_time_before: float = 0.0) -> dict[str, float]:
+               callbacks: list[keras.callbacks.Callback], wall_time_before: float = 0.0,
+               epoch_steps: int | None = None,
+               epoch_logs: Callable[[int], dict[str, float]] | None = None) -> dict[str, float]:
     """Runs `trainer`'s train step from `start_step` to `total_steps` on `feed`.
 
     Callbacks see `on_train_batch_begin(step_index)` and `on_train_batch_end(step_index, logs)`,
-    the logs as Python floats, including
-    `wall_time_s` (summed over resumed runs). Returns the last logs.
+    the logs as Python floats, including `wall_time_s` (summed over resumed runs), and every
+    `epoch_steps` steps (and at the end) an epoch: `on_epoch_begin(epoch)` before its first step,
+    `on_epoch_end(epoch, logs)` after its last, with the mean of its step logs and
+    `epoch_logs(step)` (the evaluation's `val_...` values). A callback that sets
+    `model.stop_training` ends the run after the current step. Returns the last step's logs.
     """
+    epoch_steps = epoch_steps or total_steps
     callback_list = keras.callbacks.CallbackList(callbacks, model=trainer)
     trainer.make_train_function()
     iterator = iter(feed)
     logs: dict[str, float] = {}
+    sums: dict[str, float] = {}
     start = time.perf_counter()
     callback_list.on_train_begin()
     for step in range(start_step, total_steps):
+        epoch = step // epoch_steps
+        if step == start_step or step % epoch_steps == 0:
+            callback_list.on_epoch_begin(epoch)
+            sums, count = {}, 0
         callback_list.on_train_batch_begin(step)
         outputs = trainer.train_function(iterator)
         logs = {key: float(np.reshape(value, -1)[0]) for key, value in outputs.items()}
         logs[WALL_TIME] = wall_time_before + time.perf_counter() - start
         callback_list.on_train_batch_end(step, logs)
+        count += 1
+        for key, value in logs.items():
+            sums[key] = sums.get(key, 0.0) + value
+        done = step + 1
+        if done % epoch_steps == 0 or done == total_steps or trainer.stop_training:
+            means = {key: value / count for key, value in sums.items()}
+            callback_list.on_epoch_end(epoch, {**means, WALL_TIME: logs[WALL_TIME],
+                                               **(epoch_logs(done) if epoch_logs else {})})
         if trainer.stop_training:
             break
     callback_list.on_train_end(logs)

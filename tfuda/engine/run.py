@@ -370,7 +370,8 @@ def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method:
         make_feed(data.source, target, spec, start_step=start_step, target_labeled=data.target_labeled), strategy)
     try:
         wall_time = loop.train_loop(trainer, feed, start_step=start_step, total_steps=config.steps,
-                                    callbacks=callbacks, wall_time_before=wall_before).get(loop.WALL_TIME, wall_before)
+                                    callbacks=callbacks, wall_time_before=wall_before, epoch_steps=config.eval_every,
+                                    epoch_logs=evaluation.epoch_logs).get(loop.WALL_TIME, wall_before)
         rolled_back = False
     except (loop.NonFiniteLoss, loop.Collapsed) as err:
         collapsed = isinstance(err, loop.Collapsed)

@@ -62,6 +62,15 @@ class TrainingModel(keras.Model):
     def call(self, images, training=False):
         return self.classifier(images, training=training)
 
+    def save(self, filepath, *args, **kwargs):
+        """Saves the EMA classifier, the model a run evaluates and exports (so Keras'
+        `ModelCheckpoint` writes that model)."""
+        return self.ema.average.save(filepath, *args, **kwargs)
+
+    def save_weights(self, filepath, *args, **kwargs):
+        """Saves the EMA classifier's weights (see `save`)."""
+        return self.ema.average.save_weights(filepath, *args, **kwargs)
+
     @property
     def train_variables(self) -> list:
         variables = list(self.classifier.trainable_variables)

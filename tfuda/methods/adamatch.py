@@ -124,8 +124,15 @@ ALIGNMENTS = ("running", "batch")
 
 
 class AdaMatch(Method):
-    """AdaMatch for UDA, SSL and SSDA. Hyper-parameters: tau (0.9), lambda_u (1.0), alignment
-    (`batch`, the default: the current batch's means; `running`: the official code's statistics)."""
+    """AdaMatch for UDA, SSL and SSDA.
+
+    Args:
+      tau: relative confidence threshold: a target pseudo-label counts when its confidence is at
+        least tau x the mean top-1 confidence on the source batch.
+      lambda_u: weight of the target loss (warmed up over the first half of the run).
+      alignment: distribution alignment of the target predictions: `batch` (the current batch's
+        mean source and target predictions) or `running` (the official code's running statistics).
+    """
 
     name = "adamatch"
     source_views = ("weak", "strong")

@@ -10,7 +10,8 @@ import keras
 import tensorflow as tf
 
 from pipelines.errors import UserError
-from pipelines.feeds import ViewPhases
+from pipelines.feeds import FeedSpec, ViewPhases
+from pipelines.sources import Source
 from tfuda.methods.schedules import CosineDecayTo
 
 Logs = dict[str, tf.Tensor]
@@ -155,7 +156,8 @@ class Method:
         """The method with these hyper-parameters, strings converted by type (`parse_args`)."""
         return cls(**cls.parse_args(values, derived=True))
 
-    def callbacks(self, classifier: keras.Model, target, spec) -> list[keras.callbacks.Callback]:
+    def callbacks(self, classifier: keras.Model, target: Source | None,
+                  spec: FeedSpec) -> list[keras.callbacks.Callback]:
         """Callbacks the training loop runs with this method (default: none).
 
         Args:

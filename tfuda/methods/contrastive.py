@@ -38,8 +38,11 @@ def nt_xent(z1: tf.Tensor, z2: tf.Tensor, temperature: float) -> tf.Tensor:
 class Contrastive(Method):
     """SimCLR pretraining on source + target, then supervised fine-tuning.
 
-    Hyper-parameters: pretrain_fraction (pretrain steps / total steps; set from
-    `--pretrain-steps`/`--finetune-steps`), temperature (0.2), projection width (64).
+    Args:
+      pretrain_fraction: pretraining steps / all steps (set from `--pretrain-steps` and
+        `--finetune-steps`, not a `--method-arg`).
+      temperature: of NT-Xent.
+      projection: output width of the projection head.
     """
 
     name = "contrastive"

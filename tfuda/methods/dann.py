@@ -39,7 +39,11 @@ def grl_lambda(progress: tf.Tensor) -> tf.Tensor:
 
 
 class DANN(Method):
-    """Domain-adversarial training. Hyper-parameters: hidden width of the discriminator (256)."""
+    """Domain-adversarial training.
+
+    Args:
+      hidden: width of the domain discriminator's hidden layers.
+    """
 
     name = "dann"
     source_views = ("weak",)

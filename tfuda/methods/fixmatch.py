@@ -25,7 +25,13 @@ def fixed_threshold_mask(probs: tf.Tensor, tau: float) -> tf.Tensor:
 
 
 class FixMatch(Method):
-    """FixMatch. Hyper-parameters: tau (0.95), lambda_u (1.0), temperature (1.0)."""
+    """FixMatch.
+
+    Args:
+      tau: fixed confidence threshold of a pseudo-label from the weak view.
+      lambda_u: weight of the unlabeled loss.
+      temperature: of the softmax that makes the pseudo-labels' confidences.
+    """
 
     name = "fixmatch"
     source_views = ("weak",)

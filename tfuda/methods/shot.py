@@ -99,8 +99,14 @@ class Centroids(keras.layers.Layer):
 
 
 class SHOT(SourceFreeMethod):
-    """Source hypothesis transfer. Hyper-parameters: beta (0.3), interval (100), max_images (4096),
-    reestimate (False: evaluate and export with batch-norm statistics re-estimated on the target)."""
+    """Source hypothesis transfer.
+
+    Args:
+      beta: weight of the cross-entropy with the clustering's pseudo-labels.
+      interval: steps between two clusterings of the target sample.
+      max_images: target images clustered (a fixed, seeded sample).
+      reestimate: evaluate and export with batch-norm statistics re-estimated on the target.
+    """
 
     name = "shot"
     default_lr = 0.01

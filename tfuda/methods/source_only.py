@@ -19,8 +19,13 @@ from tfuda.methods.base import Logs, Method, cross_entropy
 
 
 class SourceOnly(Method):
-    """Cross-entropy on augmented labeled images; no target data. Hyper-parameters:
-    label_smoothing (0; SHOT's source models use 0.1), augment (`weak` or `strong`)."""
+    """Cross-entropy on augmented labeled images; no target data.
+
+    Args:
+      label_smoothing: of the cross-entropy targets (SHOT's source models use 0.1).
+      augment: the view trained on: `weak`, or `strong` (RandAugment + Cutout: a model less tied
+        to the source's colours and textures).
+    """
 
     name = "source-only"
     target_views = ()

@@ -33,8 +33,12 @@ from tfuda.validate.entropy import entropies
 
 
 class TENT(SourceFreeMethod):
-    """Entropy minimisation on batch-norm affine parameters. Hyper-parameters: episode (0),
-    reestimate (True: batch-norm statistics re-estimated on the target for evaluation and export)."""
+    """Entropy minimisation on batch-norm affine parameters.
+
+    Args:
+      episode: steps between resets to the initial model (0: never).
+      reestimate: evaluate and export with batch-norm statistics re-estimated on the target.
+    """
 
     name = "tent"
     default_lr = 0.001

@@ -3,11 +3,15 @@ SHOT); as a validator, confident target predictions score higher."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import tensorflow as tf
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
-def entropies(probs: np.ndarray | tf.Tensor, epsilon: float = 1e-12) -> tf.Tensor:
+def entropies(probs: "np.ndarray | tf.Tensor", epsilon: float = 1e-12) -> "tf.Tensor":
     """Shannon entropy in nats of each row, -sum_k p_k log(p_k + epsilon).
 
     Args:
@@ -17,6 +21,8 @@ def entropies(probs: np.ndarray | tf.Tensor, epsilon: float = 1e-12) -> tf.Tenso
     Returns:
       `[...]`, in the input's float dtype (differentiable).
     """
+    import tensorflow as tf  # here: the command lines import the validators before TensorFlow
+
     p = tf.convert_to_tensor(probs)
     if not p.dtype.is_floating:
         p = tf.cast(p, tf.float32)
@@ -25,4 +31,4 @@ def entropies(probs: np.ndarray | tf.Tensor, epsilon: float = 1e-12) -> tf.Tenso
 
 def neg_entropy(probs: np.ndarray, **_) -> float:
     """-mean_i H(p_i). probs: float `[N, K]`, rows summing to 1. In [-log K, 0]."""
-    return float(-tf.reduce_mean(entropies(np.asarray(probs, np.float64))))
+    return float(-np.mean(entropies(np.asarray(probs, np.float64))))

@@ -1,0 +1,7 @@
+"""`python -m tfuda`: the `tfuda` command (`tfuda.command`)."""
+
+import sys
+
+from tfuda.command import main
+
+sys.exit(main())

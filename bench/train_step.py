@@ -1,7 +1,7 @@
 """Train-step figures, measured side by side in one run.
 
     python bench/train_step.py [--model cnn-small] [--batch-size 64] [--uratio 3] [--steps 20]
-                               [--folder-steps 200] [--folder-px 256]
+                               [--folder-steps 200] [--folder-px 256] [--folders-only]
 
 Prints:
   * ms/step of the AdaMatch step and of a plain supervised step on the same total batch (all
@@ -39,19 +39,22 @@ from tfuda.models import build_model  # noqa: E402
 SIZE = 32
 
 
-def ms_per_step(method, batch: dict, model_name: str, steps: int, xla: bool) -> float:
+def ms_per_step(method, feed: tf.data.Dataset, model_name: str, steps: int, xla: bool,
+                warmup: int = 3) -> tuple[float, float]:
+    """`(wall ms, process CPU ms)` per train step of `method` on `feed` (after `warmup` steps); the
+    CPU time counts every thread of this process, the feed's included."""
     keras.utils.set_random_seed(0)
     trainer = TrainingModel(build_model(model_name, 10, SIZE), method, total_steps=1000)
     trainer.compile(optimizer=make_optimizer(method.learning_rate(0.03, 1000)), jit_compile=xla)
     trainer.make_train_function()
-    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
-    for _ in range(3):
+    iterator = iter(feed)
+    for _ in range(warmup):
         trainer.train_function(iterator)["loss"].numpy()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         logs = trainer.train_function(iterator)
     logs["loss"].numpy()
-    return (time.perf_counter() - start) / steps * 1000
+    return (time.perf_counter() - start) / steps * 1000, (time.process_time() - cpu) / steps * 1000
 
 
 def forward_flops_per_image(model_name: str) -> float:
@@ -88,29 +91,19 @@ def write_folder(spec: str, root: Path, px: int) -> str:
     return str(root)
 
 
-def folder_steps_per_s(source: str, target: str, steps: int, kept: bool) -> float:
-    """AdaMatch steps/s through the real feed from image folders (after 20 warm-up steps)."""
+def folder_step(source: str, target: str, steps: int, kept: bool) -> tuple[float, float]:
+    """`(wall ms, CPU ms)` per AdaMatch step through the real feed from image folders (after 20
+    warm-up steps), the folders' preprocessed images `kept` in memory or decoded every epoch."""
     import pipelines.sources
     from tfuda.config import Config
 
     budget = pipelines.sources.MEMORY_BUDGET
     pipelines.sources.MEMORY_BUDGET = budget if kept else 0
     try:
-        config = Config()
-        spec = FeedSpec(config.batch_size, AdaMatch.default_uratio, SIZE, AdaMatch.source_views,
+        spec = FeedSpec(Config.batch_size, AdaMatch.default_uratio, SIZE, AdaMatch.source_views,
                         AdaMatch.target_views, seed=0)
-        keras.utils.set_random_seed(0)
-        trainer = TrainingModel(build_model("cnn-small", 10, SIZE), AdaMatch(), total_steps=steps + 20)
-        trainer.compile(optimizer=make_optimizer(AdaMatch().learning_rate(0.03, steps + 20)), jit_compile=False)
-        trainer.make_train_function()
-        iterator = iter(make_feed(open_source(source), open_source(target), spec))
-        for _ in range(20):
-            trainer.train_function(iterator)["loss"].numpy()
-        start = time.perf_counter()
-        for _ in range(steps):
-            logs = trainer.train_function(iterator)
-        logs["loss"].numpy()
-        return steps / (time.perf_counter() - start)
+        feed = make_feed(open_source(source), open_source(target), spec)
+        return ms_per_step(AdaMatch(), feed, "cnn-small", steps, xla=False, warmup=20)
     finally:
         pipelines.sources.MEMORY_BUDGET = budget
 
@@ -123,7 +116,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--folder-steps", type=int, default=200, help="steps timed per folder-feed setting")
     parser.add_argument("--folder-px", type=int, default=256, help="side of the JPEG files of the folder pair")
+    parser.add_argument("--folders-only", action="store_true", help="only the image-folder figures")
     args = parser.parse_args()
+    if not args.folders_only:
+        step_figures(args)
+    folder_figures(args)
+
+
+def step_figures(args: argparse.Namespace) -> None:
+    """The fixed-batch step figures (see the module docstring)."""
     b, u = args.batch_size, args.batch_size * args.uratio
     views = ("weak", "strong")
     spec = FeedSpec(b, args.uratio, SIZE, views, views, seed=0)
@@ -131,14 +132,16 @@ def main() -> None:
     feed = iter(make_feed(source, target, spec))
     batch = next(feed)
 
-    adamatch = ms_per_step(AdaMatch(), batch, args.model, args.steps, xla=False)
-    adamatch_xla = ms_per_step(AdaMatch(), batch, args.model, args.steps, xla=True)
+    fixed = tf.data.Dataset.from_tensors(batch).repeat()
+    adamatch = ms_per_step(AdaMatch(), fixed, args.model, args.steps, xla=False)[0]
+    adamatch_xla = ms_per_step(AdaMatch(), fixed, args.model, args.steps, xla=True)[0]
     joint = 2 * b + 2 * u
     all_images = tf.concat([batch["source"]["weak"], batch["source"]["strong"],
                             batch["target"]["weak"], batch["target"]["strong"]], 0)
     labels = tf.concat([batch["source"]["labels"]] * 2 + [tf.zeros([2 * u], tf.int64)], 0)
     supervised_batch = {"seed": batch["seed"], "source": {"weak": all_images, "labels": labels}}
-    supervised = ms_per_step(SourceOnly(), supervised_batch, args.model, args.steps, xla=False)
+    supervised = ms_per_step(SourceOnly(), tf.data.Dataset.from_tensors(supervised_batch).repeat(), args.model,
+                             args.steps, xla=False)[0]
 
     next(feed)
     start = time.perf_counter()
@@ -160,16 +163,20 @@ def main() -> None:
     print(f"  step compute {flops / 1e9:.2f} GFLOP -> {achieved:.1f} GFLOP/s = "
           f"{achieved / peak:.1%} of dense matmul {peak:.0f} GFLOP/s measured now")
 
+
+
+def folder_figures(args: argparse.Namespace) -> None:
+    """Steps through the real feed from image folders, kept in memory vs decoded every epoch."""
     with tempfile.TemporaryDirectory() as tmp:
         source_dir = write_folder("digits", Path(tmp) / "source", args.folder_px)
         target_dir = write_folder("digits-m", Path(tmp) / "target", args.folder_px)
-        kept = folder_steps_per_s(source_dir, target_dir, args.folder_steps, kept=True)
-        decoded = folder_steps_per_s(source_dir, target_dir, args.folder_steps, kept=False)
+        kept = folder_step(source_dir, target_dir, args.folder_steps, kept=True)
+        decoded = folder_step(source_dir, target_dir, args.folder_steps, kept=False)
     print(f"image folders ({args.folder_px}x{args.folder_px} JPEG), AdaMatch at the CLI's default batch, "
-          f"{args.folder_steps} steps each:")
-    print(f"  preprocessed images kept in memory:   {kept:8.2f} steps/s")
-    print(f"  decoded and resized every epoch:      {decoded:8.2f} steps/s  (kept / decoded: {kept / decoded:.2f}x)")
-
+          f"{args.folder_steps} steps each, wall and process CPU time per step:")
+    print(f"  preprocessed images kept in memory:   {kept[0]:7.1f} ms, CPU {kept[1]:7.1f} ms")
+    print(f"  decoded and resized every epoch:      {decoded[0]:7.1f} ms, CPU {decoded[1]:7.1f} ms  "
+          f"(steps/s kept / decoded: {decoded[0] / kept[0]:.2f}x; CPU per step: {kept[1] / decoded[1]:.2f}x)")
 
 if __name__ == "__main__":
     main()

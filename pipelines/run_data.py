@@ -32,14 +32,14 @@ class OpenOptions:
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> "OpenOptions":
         return cls(strict=bool(config.get("strict", False)),
-                   max_image_pixels=int(config.get("max_image_pixels") or MAX_IMAGE_PIXELS), tfds_data_dir=config.get("tfds_data_dir"),
-                   tfds_download=bool(config.get("tfds_download", False)))
+                   max_image_pixels=int(config.get("max_image_pixels") or MAX_IMAGE_PIXELS),
+                   tfds_data_dir=config.get("tfds_data_dir"), tfds_download=bool(config.get("tfds_download", False)))
 
     def open(self, spec: str, flag: str | None = None) -> Source:
         """Opens `spec`; a DataError names `flag` (the flag that gave the spec) first."""
         try:
-            return open_source(spec, strict=self.strict, max_image_pixels=self.max_image_pixels, tfds_data_dir=self.tfds_data_dir,
-                               tfds_download=self.tfds_download)
+            return open_source(spec, strict=self.strict, max_image_pixels=self.max_image_pixels,
+                               tfds_data_dir=self.tfds_data_dir, tfds_download=self.tfds_download)
         except DataError as err:
             if flag is None:
                 raise

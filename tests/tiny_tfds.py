@@ -1,7 +1,6 @@
 """`tiny_digits`: a TFDS data set built offline from the built-in digits, for tests of `tfds:` sources
 in a custom data dir (importing this module registers it with TFDS)."""
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from pipelines import builtin

@@ -30,8 +30,9 @@ the target-only validators, with no regret (README, *Which validator to trust*; 
 
 
 def build_parser(prog: str = "python -m tfuda.sweep") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=HelpFormatter,
-                                epilog=example("tfuda sweep --config examples/sweep.yaml --out runs/sweep --export exports"))
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=HelpFormatter,
+        epilog=example("tfuda sweep --config examples/sweep.yaml --out runs/sweep --export exports"))
     p.add_argument("--config", required=True, help="sweep file (YAML/JSON): rank_by, train, grid (see tfuda/grid.py)")
     p.add_argument("--out", required=True, help="sweep directory: one run directory per point, logs, leaderboard")
     p.add_argument("--rank-by", choices=SCORES, help=f"validator to rank by (default: the file's rank_by, else {DEFAULT_RANK_BY})")

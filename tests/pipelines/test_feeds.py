@@ -80,7 +80,8 @@ def test_a_folder_feed_decodes_each_file_once_and_keeps_its_order(tmp_path, monk
     root = labeled_folder(tmp_path / "data", per_class=5)
     streamed = open_source(str(root))
     monkeypatch.setattr(streamed, "preprocessed", lambda size: None)  # the decode-every-epoch path
-    expected = [y.numpy().tolist() for _, y in preprocessed_batches(streamed, 4, 16, shuffle_seed=3, repeat=True).take(10)]
+    batches = preprocessed_batches(streamed, 4, 16, shuffle_seed=3, repeat=True).take(10)
+    expected = [y.numpy().tolist() for _, y in batches]
 
     decoded = []
     original = pipelines.folders.decode_file

@@ -79,7 +79,8 @@ def test_stock_keras_callbacks_work_at_their_defaults(domains, tmp_path):
     assert metrics["steps"] == 6 and stop.stopped_epoch == 1  # no gain of 10 nats: stopped after epoch 2
     assert metrics["config"]["lr"] == 0.01 and metrics["config"]["xla"] == "off"
     rows = table.read_text().splitlines()
-    assert len(rows) == 3 and {"epoch", "loss", "val_target_accuracy", "val_bnm", "val_entropy"} <= set(rows[0].split(","))
+    columns = set(rows[0].split(","))
+    assert len(rows) == 3 and {"epoch", "loss", "val_target_accuracy", "val_bnm", "val_entropy"} <= columns
     assert sorted(p.name for p in tmp_path.glob("ckpt-*.keras")) == ["ckpt-1.keras", "ckpt-2.keras"]
     saved = keras.saving.load_model(tmp_path / "ckpt-2.keras")
     assert saved.output_shape == (None, 10)

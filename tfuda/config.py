@@ -89,15 +89,17 @@ class Config:
     """Fields that `--resume` may change; the others are fixed by the saved config."""
 
     def validate(self) -> "Config":
-        """Checks every value and fills derived ones; raises ConfigError naming the flag and the fix.
+        """Checks every value (its type first) and fills derived ones; raises ConfigError naming
+        the flag and the fix.
 
         Derived: `target` (unset: the source itself for SSL, `digits-m` for the default source,
         otherwise an error) and, for `contrastive`, `steps` = pretrain + fine-tune steps.
         """
         self._check_types()
+
         def positive(name: str) -> None:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
 
         for name in ("steps", "batch_size", "image_size", "checkpoint_every", "eval_every", "max_image_pixels"):
@@ -109,9 +111,9 @@ class Config:
                 positive(name)
         if self.image_size < 8:
             raise ConfigError(f"--image-size must be at least 8, got {self.image_size}")
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+        if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"--lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+        if not self.weight_decay >= 0:
             raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay!r}")
         if not (0 <= self.ema_decay < 1):
             raise ConfigError(f"--ema-decay must be in [0, 1), got {self.ema_decay!r}")
@@ -131,8 +133,6 @@ class Config:
             raise ConfigError("--init starts from an existing model; --weights applies to --model only: give one")
         if self.class_names is not None and self.init is None:
             raise ConfigError("--class-names names the classes of an --init model: give --init too")
-        if not isinstance(self.method_args, dict):
-            raise ConfigError(f"method_args must be a mapping of name: value, got {self.method_args!r}")
         self._validate_setting()
         self._derive_phase_steps()
         return self
@@ -155,7 +155,7 @@ class Config:
         if self.setting not in SETTINGS:
             raise ConfigError(f"--setting must be one of {', '.join(SETTINGS)}, got {self.setting!r}")
         if self.labeled_per_class is not None:
-            if not isinstance(self.labeled_per_class, int) or self.labeled_per_class < 1:
+            if self.labeled_per_class < 1:
                 raise ConfigError(f"--labeled-per-class must be a positive integer, got {self.labeled_per_class!r}")
         if self.setting == "uda":
             if self.labeled_per_class is not None or self.target_labeled is not None:
@@ -186,7 +186,7 @@ class Config:
             return
         for name in ("pretrain_steps", "finetune_steps"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
+            if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         pretrain, finetune = phases
         if pretrain is not None and finetune is not None:

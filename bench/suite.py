@@ -2,16 +2,17 @@
 
     python bench/suite.py [--methods source-only,adamatch,adamatch-running,adamatch-wd,adamatch-nesterov,
                                     fixmatch,dann,contrastive]
-                          [--tasks SOURCE:TARGET,...] [--steps 1200] [--batch-size 8] [--seeds 0]
+                          [--tasks SOURCE:TARGET,...] [--steps N] [--batch-size 8] [--seeds 0]
                           [--out bench/out/suite]
                           [--samples docs/suite.png]
 
 For each task of `pipelines.builtin.SUITE` (labeled source -> unlabeled target; `--tasks` picks
 some, e.g. `--tasks mnist:digits,mnist:mnist-m`) trains each
 method, and an oracle (source-only on the *labeled* target training images, same pipeline and
-budget), in one sweep (`python -m tfuda.sweep`; finished runs in `--out` are reused). Prints, per
-task, each method's target accuracy on `TARGET:test` (never trained on), the gap closed
-(method - source-only) / (oracle - source-only), and the wall time, with the CPU it ran on.
+budget), at the default budget set by each task's target size (`tfuda.budget`) or `--steps`, in one sweep (`python -m tfuda.sweep`; finished runs in `--out` are reused). Prints, per
+task, each method's target accuracy on `TARGET:test` (never trained on: mean and range over the
+seeds), the gap closed (method - source-only) / (oracle - source-only) of the means, the steps
+and the wall time, with the CPU it ran on.
 `adamatch` aligns with the current batch's means (the default), `adamatch-running` with the
 official code's running statistics (`--method-arg alignment=running`); `adamatch-wd` is AdaMatch
 with the official code's weight decay 0.001 instead of tfuda's 5e-4, `adamatch-nesterov` with
@@ -94,7 +95,7 @@ def write_samples(path: Path, count: int = 10) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=",".join(VARIANTS))
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, help="steps of every run (default: each task's default budget)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--tasks", help="SOURCE:TARGET pairs of the suite, comma-separated (default: all)")
@@ -121,7 +122,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.yaml").write_text(yaml.safe_dump({
-        "train": {"steps": args.steps, "batch_size": args.batch_size},
+        "train": {"batch_size": args.batch_size, **({"steps": args.steps} if args.steps else {})},
         "grid": grid(tasks, ["source-only", *variants], seeds)}, sort_keys=False))
     started = time.perf_counter()
     sweep(["--config", str(out / "sweep.yaml"), "--out", str(out / "runs")])
@@ -134,16 +135,20 @@ def main() -> None:
             else (point.values["source"], point.values["target"])
         cell = results.setdefault(task, {}).setdefault(variant_of(point.values), [])
         if entry.status in USABLE:
-            cell.append((entry.target_accuracy, entry.wall_time_s))
-    lines = [f"built-in suite, cnn-small, batch {args.batch_size}, {args.steps} steps, seeds {args.seeds}, "
-             f"{cpu_model()}, sweep wall time {wall / 60:.0f} min; target accuracy on TARGET:test (mean over seeds)", "",
-             "| task | method | target accuracy | gap closed | wall time per run |", "|---|---|---|---|---|"]
+            cell.append((entry.target_accuracy, entry.wall_time_s, entry.steps))
+    budget = f"{args.steps} steps" if args.steps else "the default budget"
+    lines = [f"built-in suite, cnn-small, batch {args.batch_size}, {budget}, seeds {args.seeds}, "
+             f"{cpu_model()}, sweep wall time {wall / 60:.0f} min; target accuracy on TARGET:test (mean, range over seeds)",
+             "", "| task | method | target accuracy | range | gap closed | steps | wall time per run |",
+             "|---|---|---|---|---|---|---|"]
     for (source, target), by_variant in results.items():
-        mean = {name: np.mean([a for a, _ in runs]) if runs else float("nan") for name, runs in by_variant.items()}
+        mean = {name: np.mean([r[0] for r in runs]) if runs else float("nan") for name, runs in by_variant.items()}
         for name, runs in by_variant.items():
             closed = gap_closed(mean["source-only"], mean[name], mean["oracle"])
-            lines.append(f"| {source} → {target} | {name} | {mean[name]:.4f} | {closed:.0%} | "
-                         f"{np.mean([w for _, w in runs]) if runs else float('nan'):.0f} s |")
+            spread = f"{min(r[0] for r in runs):.4f}–{max(r[0] for r in runs):.4f}" if runs else "n/a"
+            lines.append(f"| {source} → {target} | {name} | {mean[name]:.4f} | {spread} | {closed:.0%} | "
+                         f"{'/'.join(sorted({str(r[2]) for r in runs}))} | "
+                         f"{np.mean([r[1] for r in runs]) if runs else float('nan'):.0f} s |")
     publish(lines, out / "suite.md")
 
 

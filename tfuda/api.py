@@ -178,7 +178,7 @@ def _run_config(method: Method, data: TrainingData, image_size: int, model_name:
                 options: dict[str, Any]) -> Config:
     """The run's `Config`: `options` and `method`'s values, the data's specs recorded; checked."""
     spec = lambda s: None if s is None else s.info.spec  # noqa: E731
-    values = {**options, **method.run_values(options.get("steps", Config.steps))}
+    values = {**options, **method.run_values(options.get("steps"))}
     config = Config(source=spec(data.source), target=spec(data.target), eval_target=spec(data.eval_target),
                     eval_source=spec(data.eval_source), model=f"keras:{model_name}", image_size=image_size,
                     no_report=True, **values)
@@ -270,7 +270,7 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
         an unknown option or a bad value.
       tfuda.engine.loop.NonFiniteLoss, Collapsed: training failed (see `on_collapse`).
     """
-    from tfuda.engine.run import fit
+    from tfuda.engine.run import data_budget, fit
 
     options = _check_options(options)
     method = _method(method)
@@ -278,6 +278,11 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
     data = _open_data({"source": source, "target": target, "eval_target": eval_target, "eval_source": eval_source},
                       class_names, num_classes_of(classifier), method)
     config = _run_config(method, data, int(classifier.input_shape[1]), classifier.name, options)
+    if config.steps is None:  # checked first: the budget divides by the batch size
+        budget = data_budget(data, config.batch_size)
+        config = _run_config(method, data, config.image_size, classifier.name, {**options, "steps": budget.steps})
+        if verbose:
+            print(budget.line(), flush=True)
     run, temporary = _run_dir(run_dir, resume)
     config.out = str(run.path)
     if resume:

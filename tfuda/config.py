@@ -59,7 +59,7 @@ class Config:
     init: str | None = None
     class_names: str | None = None
     image_size: int = 32
-    steps: int = 1200
+    steps: int | None = None
     batch_size: int = 8
     uratio: int | None = None
     lr: float | None = None
@@ -93,7 +93,8 @@ class Config:
         the flag and the fix.
 
         Derived: `target` (unset: the source itself for SSL, `digits-m` for the default source,
-        otherwise an error) and, for `contrastive`, `steps` = pretrain + fine-tune steps.
+        otherwise an error) and, for `contrastive`, `steps` = pretrain + fine-tune steps. `steps`
+        may stay None (set from the data once it is open: `set_steps`).
         """
         self._check_types()
 
@@ -102,11 +103,11 @@ class Config:
             if value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
 
-        for name in ("steps", "batch_size", "image_size", "checkpoint_every", "eval_every", "max_image_pixels"):
+        for name in ("batch_size", "image_size", "checkpoint_every", "eval_every", "max_image_pixels"):
             positive(name)
         if self.seed < 0:
             raise ConfigError(f"--seed must be a non-negative integer, got {self.seed}")
-        for name in ("uratio", "validation_size"):
+        for name in ("steps", "uratio", "validation_size"):
             if getattr(self, name) is not None:
                 positive(name)
         if self.image_size < 8:
@@ -178,6 +179,12 @@ class Config:
             if self.target is None:
                 raise ConfigError("--target is required: the unlabeled images of the domain to adapt to")
 
+    def set_steps(self, steps: int) -> "Config":
+        """Fills the `steps` left to the data (`tfuda.budget`) and the phases that follow from them."""
+        self.steps = steps
+        self._derive_phase_steps()
+        return self
+
     def _derive_phase_steps(self) -> None:
         phases = (self.pretrain_steps, self.finetune_steps)
         if self.method != "contrastive":
@@ -191,6 +198,8 @@ class Config:
         pretrain, finetune = phases
         if pretrain is not None and finetune is not None:
             self.steps = pretrain + finetune
+        if self.steps is None:
+            return  # set_steps derives them
         elif pretrain is not None:
             finetune = self.steps - pretrain
         elif finetune is not None:

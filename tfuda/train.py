@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tfuda import budget
 from tfuda.atomic import write_json_atomic
 from tfuda.cli import VERBOSE_HELP, HelpFormatter, command, example, run_command
 from tfuda.config import (AUGMENT_ON_CHOICES, MOMENTUM_CHOICES, ON_COLLAPSE, SELECT_LAST, SETTINGS, STRATEGIES,
@@ -61,7 +62,10 @@ def build_parser(prog: str = "python -m tfuda.train") -> argparse.ArgumentParser
     train.add_argument("--model", help=f"model architecture (default {d.model})")
     train.add_argument("--weights", help="pretrained weights for Keras Applications models: imagenet or a .weights.h5 file")
     train.add_argument("--image-size", type=int, help=f"model input side in pixels (default {d.image_size})")
-    train.add_argument("--steps", type=int, help=f"total training steps, also under --resume (default {d.steps})")
+    train.add_argument("--steps", type=int, help="total training steps, also under --resume (default: "
+                       f"{budget.PASSES} passes over the target's training images at "
+                       f"{budget.UNLABELED_PER_LABELED} x --batch-size a step, {budget.MIN_STEPS} to "
+                       f"{budget.MAX_STEPS}; the run's first line says how many and why)")
     train.add_argument("--batch-size", type=int, help=f"labeled images per step (default {d.batch_size})")
     train.add_argument("--uratio", type=int, help="unlabeled images per step = uratio x batch size (default: the method's)")
     train.add_argument("--lr", type=float, help="peak learning rate (default: the method's; 0.03 for SGD methods)")

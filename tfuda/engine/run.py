@@ -16,6 +16,7 @@ from pipelines.errors import DataError
 from pipelines.feeds import FeedSpec, make_feed
 from pipelines.run_data import RunData, TrainingData
 from tfuda.atomic import save_model_atomic, write_json_atomic
+from tfuda.budget import Budget, default_budget
 from tfuda.config import SELECT_LAST, Config, ConfigError
 from tfuda.engine import loop
 from tfuda.engine.batchnorm import with_target_statistics
@@ -104,6 +105,12 @@ def open_training_data(config: Config, method_cls: type[Method], class_names: li
                         "does not use: choose adamatch or fixmatch")
     values = {**config.to_dict(), "source": None} if method_cls.source_free() else config.to_dict()
     return RunData(values, class_names).open_all(needs_target)
+
+
+def data_budget(data: TrainingData, batch_size: int) -> Budget:
+    """The default budget (`tfuda.budget`) of training on `data` at `batch_size` labeled images a
+    step over all replicas: passes over `data.target` (its size unknown: the floor)."""
+    return default_budget(data.target.info.num_examples if data.target is not None else None, batch_size)
 
 
 def initial_classifier(config: Config, num_classes: int) -> keras.Model:
@@ -286,6 +293,10 @@ def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None,
     method_cls = method_class(config.method)
     data = open_training_data(config, method_cls,
                               init_class_names(config.init, config.class_names) if config.init else None)
+    if config.steps is None:
+        budget = data_budget(data, config.batch_size * strategy.num_replicas_in_sync)
+        write_json_atomic(run.config_file, config.set_steps(budget.steps).to_dict())
+        print(budget.line(), file=stream or sys.stdout, flush=True)
     return fit(lambda: initial_classifier(config, len(data.class_names)), data, method_cls.for_run(config), config,
                run, resume_from=resume_from, stream=stream, strategy=strategy).metrics
 

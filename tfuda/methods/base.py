@@ -143,8 +143,9 @@ class Method:
         """Every settable hyper-parameter's value, defaults included: a run's `method_args`."""
         return {name: getattr(self, name) for name in self.hyperparameters()}
 
-    def run_values(self, steps: int) -> dict[str, Any]:
-        """The run `Config` fields that make `for_run` rebuild this method (inverse of `for_run`)."""
+    def run_values(self, steps: int | None) -> dict[str, Any]:
+        """The run `Config` fields that make `for_run` rebuild this method (inverse of `for_run`) in
+        a run of `steps` (None: not set yet)."""
         return {"method": self.name, "method_args": self.hyperparameter_values()}
 
     def get_config(self) -> dict[str, Any]:

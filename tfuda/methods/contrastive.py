@@ -59,10 +59,14 @@ class Contrastive(Method):
 
     @classmethod
     def for_run(cls, config) -> "Contrastive":
-        return cls(pretrain_fraction=config.pretrain_steps / config.steps, **cls.parse_args(config.method_args))
+        """The method of a run; before its steps are set from the data (`Config.set_steps`), with
+        the default `pretrain_fraction`."""
+        fraction = {} if config.steps is None else {"pretrain_fraction": config.pretrain_steps / config.steps}
+        return cls(**fraction, **cls.parse_args(config.method_args))
 
-    def run_values(self, steps: int) -> dict:
-        return {**super().run_values(steps), "pretrain_steps": max(1, round(self.pretrain_fraction * steps))}
+    def run_values(self, steps: int | None) -> dict:
+        values = super().run_values(steps)
+        return values if steps is None else {**values, "pretrain_steps": max(1, round(self.pretrain_fraction * steps))}
 
     def build(self, model: keras.Model) -> None:
         self.features = embedding_model(model)

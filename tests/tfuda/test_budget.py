@@ -1,0 +1,72 @@
+"""The default budget: passes over the target, held between a floor and a ceiling; the run says it."""
+
+import json
+
+import pytest
+
+from tfuda import budget
+from tfuda.budget import default_budget
+
+
+def test_the_budget_is_twenty_passes_over_the_target_between_floor_and_ceiling():
+    assert default_budget(4000, 8).steps == 3334  # ceil(20 * 4000 / 24)
+    assert default_budget(4000, 32).steps == budget.MIN_STEPS  # 834 steps of 96 images: the floor
+    assert default_budget(585, 8).steps == budget.MIN_STEPS
+    assert default_budget(60_000, 8).steps == budget.MAX_STEPS
+    assert default_budget(None, 8).steps == budget.MIN_STEPS
+    assert default_budget(12_000, 8).steps == 10_000 and default_budget(11_000, 8).steps == 9167
+
+
+def test_the_reason_says_passes_images_and_which_bound():
+    assert default_budget(4000, 8).reason.startswith("3334 steps = 20 passes over the 4,000 unlabeled target images "
+                                                     "at 24 a step")
+    assert "the floor (488 steps would be 20 passes)" in default_budget(585, 8).reason
+    assert "the ceiling (50000 steps would be 20 passes)" in default_budget(60_000, 8).reason
+    assert "unknown" in default_budget(None, 8).reason
+    assert all("--steps" in default_budget(n, 8).reason for n in (None, 585, 4000, 60_000))
+
+
+@pytest.fixture
+def small_budget(monkeypatch):
+    """One pass, no floor: a budget of a few steps on the 1,437-image digits-m (8 steps at 192 a step)."""
+    monkeypatch.setattr(budget, "PASSES", 1)
+    monkeypatch.setattr(budget, "MIN_STEPS", 1)
+    return lambda batch: -(-1437 // (3 * batch))
+
+
+def test_a_run_without_steps_trains_the_budget_says_it_first_and_records_it(tmp_path, capsys, small_budget):
+    from tfuda.train import main
+
+    out = tmp_path / "run"
+    assert main(["--batch-size", "64", "--eval-every", "100", "--no-report", "--out", str(out)]) == 0
+    expected = small_budget(64)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"budget: {expected} steps = 1 passes over the 1,437 unlabeled target images at 192 a step; " \
+                       "--steps sets it"
+    assert f"steps 0->{expected}" in lines[1]
+    assert json.loads((out / "config.json").read_text())["steps"] == expected
+    assert json.loads((out / "metrics.json").read_text())["steps"] == expected
+    # --resume keeps the recorded budget; a given --steps overrides it
+    assert main(["--resume", "--steps", str(expected + 2), "--out", str(out), "--no-report"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["steps"] == expected + 2
+    assert "budget:" not in capsys.readouterr().out
+
+
+def test_contrastive_phases_follow_the_budget(tmp_path, small_budget):
+    from tfuda.train import main
+
+    out = tmp_path / "run"
+    assert main(["--method", "contrastive", "--pretrain-steps", "3", "--batch-size", "64", "--eval-every", "100",
+                 "--no-report", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["steps"] == small_budget(64) and config["pretrain_steps"] == 3
+    assert config["finetune_steps"] == small_budget(64) - 3
+
+
+def test_adapt_without_steps_trains_the_budget(capsys, small_budget):
+    import tfuda
+
+    model = tfuda.build_model("cnn-small", num_classes=10, image_size=32)
+    result = tfuda.adapt(model, "digits", "digits-m", batch_size=64, eval_every=100)
+    assert result.metrics["steps"] == small_budget(64) == result.metrics["config"]["steps"]
+    assert capsys.readouterr().out.startswith(f"budget: {small_budget(64)} steps")

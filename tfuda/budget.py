@@ -1,0 +1,64 @@
+"""The default training budget, set by the data: passes over the unlabeled target.
+
+A run without `--steps` trains for as many steps as the default method (AdaMatch, 3 unlabeled
+images per labeled one) needs for `PASSES` passes over the target's training images,
+
+    steps = ceil(PASSES * N_target / (3 * batch)),        batch = `--batch-size` x replicas,
+
+held within `[MIN_STEPS, MAX_STEPS]`. Every method gets the same steps on the same data and batch
+(as under the earlier fixed default), so a source-only baseline trains as long as the adaptation
+it is compared with; a method with another `uratio` sees more or fewer target images per step. Twenty passes is what the earlier fixed default (1,200 steps
+of 8 + 24 images) gave on the built-in targets of ~1,400 images; on 4,000-image targets the same
+1,200 steps are 7 passes and AdaMatch was still climbing (docs/benchmarks.md, *Default budget*).
+The floor keeps small targets (a few hundred images) at the budget measured for them; the ceiling
+bounds a CPU run on a large folder (give `--steps` for more; the run's advice says when its
+label-free scores were still rising).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+PASSES = 20
+"""Passes over the unlabeled target images of a run at the default budget."""
+UNLABELED_PER_LABELED = 3
+"""The default method's unlabeled images per labeled one (AdaMatch's `uratio`)."""
+MIN_STEPS = 1200
+"""Floor: small targets (20 passes would be a few hundred steps) train this long."""
+MAX_STEPS = 10_000
+"""Ceiling: a large target's default run stays within about 20 minutes at batch 8 on 2 CPU cores
+with cnn-small (larger models take longer)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """A run's number of steps and why, as printed in its first lines."""
+
+    steps: int
+    reason: str
+
+    def line(self) -> str:
+        """The line a run starts with."""
+        return f"budget: {self.reason}"
+
+
+def default_budget(target_images: int | None, batch_size: int) -> Budget:
+    """The steps of a run given no `--steps`.
+
+    Args:
+      target_images: the target's training images (None: unknown, e.g. a streamed dataset of
+        unknown size).
+      batch_size: labeled images per step over all replicas.
+    """
+    unlabeled_per_step = UNLABELED_PER_LABELED * batch_size
+    if target_images is None:
+        return Budget(MIN_STEPS, f"{MIN_STEPS} steps (the floor: the target's size is unknown; --steps sets it)")
+    passes = math.ceil(PASSES * target_images / unlabeled_per_step)
+    steps = min(MAX_STEPS, max(MIN_STEPS, passes))
+    bound = {MIN_STEPS: f", the floor ({passes} steps would be {PASSES} passes)",
+             MAX_STEPS: f", the ceiling ({passes} steps would be {PASSES} passes)"}.get(steps, "") \
+        if steps != passes else ""
+    done = steps * unlabeled_per_step / target_images
+    return Budget(steps, f"{steps} steps = {done:.0f} passes over the {target_images:,} unlabeled target images "
+                         f"at {unlabeled_per_step} a step{bound}; --steps sets it")

@@ -40,14 +40,17 @@ def test_class_balance_by_hand():
     assert class_balance(COLLAPSED, prior=np.array([0.9, 0.1])) == pytest.approx(math.log(0.9), abs=1e-6)
 
 
-def test_snd_by_hand():
-    # Three images: two identical, one orthogonal. Image 0's neighbours: image 1 (cos 1) and
-    # image 2 (cos 0); softmax over (1/T, 0) with T = 0.5 -> entropy of (e^2, 1)/(e^2 + 1).
-    features = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+def test_snd_by_hand_on_the_softmax_outputs():
+    # Three images: two identical predictions, one orthogonal. Image 0's neighbours: image 1
+    # (cos 1) and image 2 (cos 0); softmax over (1/T, 0) with T = 0.5 -> entropy of (e^2, 1)/(e^2 + 1).
+    probs = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     p = np.array([math.e**2, 1.0]) / (math.e**2 + 1)
     h01 = -(p * np.log(p)).sum()
     expected = (h01 + h01 + math.log(2)) / 3  # image 2 sees both at cos 0: uniform over two
-    assert snd(None, features, temperature=0.5) == pytest.approx(expected, rel=1e-6)
+    # The features say the opposite (all three alike): SND reads the probabilities, as Saito et al.
+    features = np.ones((3, 4))
+    assert snd(probs, features=features, temperature=0.5) == pytest.approx(expected, rel=1e-6)
+    assert snd(probs=probs, features=-features, temperature=0.5) == pytest.approx(expected, rel=1e-6)
 
 
 def test_every_run_reports_validators_at_each_evaluation(tiny_run):

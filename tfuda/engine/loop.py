@@ -172,6 +172,9 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         are kept (later ones were not checkpointed and run again).
       prepare: EMA model -> the model to evaluate, select and save (e.g. with batch-norm
         statistics re-estimated on the target, `tfuda.engine.batchnorm`); None: the EMA model.
+      evaluate_start: also evaluate the model the run starts from, as given (step 0 of
+        `history`; for a run from an existing model, what `tfuda.validate.advice` compares the end
+        with). It is not offered to `selection` and raises no alarm: the run has not changed it.
 
     The latest results stay in `latest`/`latest_scores` (step in `latest_step`), so the end of
     a run reuses them instead of evaluating again; `history` has one entry per evaluation.
@@ -180,8 +183,10 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     def __init__(self, evaluators: dict[str, Callable[[keras.Model], EvalResult]], validate: Callable | None,
                  every: int, total_steps: int, scalars: ScalarLogger, progress: ProgressLogger,
                  on_collapse: str = "warn", selection: Selection | None = None, record: Path | None = None,
-                 start_step: int = 0, prepare: Callable[[keras.Model], keras.Model] | None = None):
+                 start_step: int = 0, prepare: Callable[[keras.Model], keras.Model] | None = None,
+                 evaluate_start: bool = False):
         super().__init__()
+        self.evaluate_start = evaluate_start and start_step == 0
         self.evaluators, self.validate, self.every, self.total_steps = evaluators, validate, every, total_steps
         self.scalars, self.progress, self.on_collapse = scalars, progress, on_collapse
         self.selection, self.record, self.prepare = selection, record, prepare
@@ -221,11 +226,15 @@ class PeriodicEvaluation(keras.callbacks.Callback):
             return self.latest, self.latest_scores
         return self.evaluate(model)[:2]
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = batch + 1
-        if not (self.evaluators or self.validate) or not (step % self.every == 0 or step == self.total_steps):
-            return
-        model = self.inference_model(self.model.ema.average)
+    def on_train_begin(self, logs=None):
+        if self.evaluate_start and (self.evaluators or self.validate):
+            self._evaluate_and_log(0, self.model.ema.average)  # the model as given, before any `prepare`
+            if self.record is not None:
+                write_json_atomic(self.record, {"history": self.history, "alarms": self.alarms})
+
+    def _evaluate_and_log(self, step: int, model: keras.Model) -> str | None:
+        """Evaluates `model` as the one of `step`: logged, printed and kept in `history`;
+        returns the collapse alarm or None."""
         self.latest, self.latest_scores, alarm = self.evaluate(model)
         self.latest_step = step
         results = {f"eval/{name}_accuracy": result.accuracy for name, result in self.latest.items()}
@@ -234,7 +243,16 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         self.history.append({"step": step, **results})
         accuracy = "  ".join(f"{name}_accuracy {r.accuracy:.4f}" for name, r in self.latest.items())
         scores = " ".join(f"{name} {value:.3f}" for name, value in self.latest_scores.items())
-        self.progress.message(f"step {step}: {accuracy}" + (f"  | validators: {scores}" if scores else ""))
+        self.progress.message(f"step {step}{' (start)' if step == 0 else ''}: {accuracy}"
+                              + (f"  | validators: {scores}" if scores else ""))
+        return alarm
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = batch + 1
+        if not (self.evaluators or self.validate) or not (step % self.every == 0 or step == self.total_steps):
+            return
+        model = self.inference_model(self.model.ema.average)
+        alarm = self._evaluate_and_log(step, model)
         if self.selection is not None:
             self.selection.offer(step, self.latest_scores, alarm, model)
         if alarm:

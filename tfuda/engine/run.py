@@ -30,6 +30,7 @@ from tfuda.models import build_model
 from tfuda.models.common import num_classes_of
 from tfuda.models.init import init_class_names, load_init
 from tfuda.rundir import RunDir
+from tfuda.validate.advice import advice
 from tfuda.validate.alarm import collapse_alarm
 from tfuda.validate.sample import TargetSample, score, source_prior
 
@@ -240,6 +241,7 @@ def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time:
         "target_confusion": target.confusion if target else None,
         "validators": validators, "alarms": alarms,
         "wall_time_s": round(wall_time, 2), "eval_history": history,
+        "advice": advice(history, steps),
         "eval_target": data.eval_target.info.spec if data.eval_target else None,
         "eval_source": data.eval_source.info.spec if data.eval_source else None,
         "config": config.to_dict(),
@@ -278,6 +280,8 @@ def finish(config: Config, data: TrainingData, run: RunDir, trainer: TrainingMod
         f"{name} accuracy {metrics[name + '_accuracy']:.4f}" if metrics[name + "_accuracy"] is not None
         else f"{name} accuracy n/a (no labeled eval set)" for name in ("source", "target"))
         + f"  wall time {metrics['wall_time_s']:.0f}s  model {run.model_file}{chosen}", file=stream, flush=True)
+    for line in metrics["advice"]:
+        print(line, file=stream, flush=True)
     return Fitted(metrics, model)
 
 
@@ -371,7 +375,7 @@ def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method:
     evaluation = loop.PeriodicEvaluation(evaluators(data, config.image_size) if chief else {}, validate,
                                          config.eval_every, config.steps, scalars, progress, config.on_collapse,
                                          selection if chief else None, run.evaluations_file if chief else None,
-                                         start_step, prepare)
+                                         start_step, prepare, evaluate_start=method.source_free() or config.init is not None)
     # The evaluation runs before the checkpoint of its step, so a collapse that stops the run is
     # never checkpointed.
     callbacks = [*method.callbacks(trainer.classifier, target, spec), loop.NonFiniteGuard(), progress, scalars,

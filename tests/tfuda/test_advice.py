@@ -1,0 +1,62 @@
+"""A run's advice: still rising -> more steps; a run from a model that lost source accuracy says so."""
+
+import json
+
+import pytest
+
+from tfuda.validate.advice import advice, still_rising
+
+
+def history(*bnm, steps=(500, 1000, 1500, 2000), **extra):
+    return [{"step": s, "validators/bnm": b, **{k: v[i] for k, v in extra.items()}} for i, (s, b) in
+            enumerate(zip(steps, bnm))]
+
+
+def test_rising_means_each_of_the_last_two_intervals_rose():
+    # digits -> mnist, AdaMatch: bnm at steps 500, 1000, 1500 (rising) and flat from 2000 on
+    assert still_rising(history(0.0755, 0.0834, 0.0885))
+    assert not still_rising(history(0.0755, 0.0834, 0.0885, 0.0906, 0.0901, steps=(500, 1000, 1500, 2000, 2500)))
+    # one jump then flat (a source-only run's noise) is not rising; falling is not
+    assert not still_rising(history(0.0538, 0.0645, 0.0654))
+    assert not still_rising(history(0.09, 0.08, 0.07))
+    # the rate is per 1000 steps: +3% over a 200-step interval counts
+    assert still_rising(history(0.0755, 0.0834, 0.0859, steps=(500, 1000, 1200)))
+    assert not still_rising(history(0.08)) and not still_rising([])
+
+
+def test_advice_names_the_steps_to_try():
+    lines = advice(history(0.0755, 0.0834, 0.0861, steps=(500, 1000, 1200)), 1200)
+    assert len(lines) == 1 and lines[0].startswith("advice: the label-free scores were still rising")
+    assert "0.0755 -> 0.0834 -> 0.0861 at steps 500, 1000, 1200" in lines[0] and "--steps 2400" in lines[0]
+    assert advice(history(0.0906, 0.0901, 0.0908), 1500) == []
+
+
+def test_a_run_that_lost_source_accuracy_from_its_start_says_so():
+    runs = history(0.067, 0.08, 0.086, steps=(0, 300, 600), **{"eval/source_accuracy": (0.997, 0.70, 0.504)})
+    lines = advice(runs, 600)
+    assert any(line.startswith("warning: accuracy on the held-out labeled source fell from 0.9970 at the start "
+                               "to 0.5040") for line in lines)
+    kept = history(0.067, 0.08, steps=(0, 600), **{"eval/source_accuracy": (0.997, 0.99)})
+    assert not any("fell" in line for line in advice(kept, 600))
+    # without a start (a run from scratch) there is nothing to compare with
+    assert advice(history(0.08, 0.07, **{"eval/source_accuracy": (0.2, 0.1)}), 1000) == []
+
+
+@pytest.mark.parametrize("method", ["tent"])
+def test_a_run_from_a_model_is_evaluated_at_its_start(tiny_run, tmp_path, method):
+    import keras
+
+    from pipelines.sources import open_source
+    from tfuda.engine.evaluate import evaluate
+    from tfuda.train import main
+
+    out = tmp_path / "run"
+    assert main(["--steps", "2", "--batch-size", "4", "--eval-every", "2", "--no-report", "--method", method,
+                 "--init", str(tiny_run), "--eval-source", "digits:test", "--validation-size", "64",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    start = metrics["eval_history"][0]
+    assert [e["step"] for e in metrics["eval_history"]] == [0, 2]
+    init = keras.saving.load_model(tiny_run / "model.keras", compile=False)
+    assert start["eval/source_accuracy"] == pytest.approx(evaluate(init, open_source("digits:test"), 32).accuracy)
+    assert isinstance(metrics["advice"], list)

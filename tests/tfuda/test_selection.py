@@ -11,7 +11,7 @@ RUN = ["--steps", "6", "--batch-size", "4", "--eval-every", "2", "--checkpoint-e
 
 def alarm_from(monkeypatch, first_alarmed: int | None):
     """Makes the collapse alarm fire from the `first_alarmed`-th evaluation on (1-based; None: never)."""
-    from tfuda.engine import run as run_module
+    from tfuda.validate import sample as sample_module
 
     calls = []
 
@@ -19,7 +19,7 @@ def alarm_from(monkeypatch, first_alarmed: int | None):
         calls.append(1)
         return "forced" if first_alarmed is not None and len(calls) >= first_alarmed else None
 
-    monkeypatch.setattr(run_module, "collapse_alarm", alarm)
+    monkeypatch.setattr(sample_module, "collapse_alarm", alarm)
 
 
 def predictions(path):

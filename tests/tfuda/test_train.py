@@ -51,9 +51,9 @@ def test_resume_continues_the_step_count(tmp_path):
 
 
 def test_resume_keeps_the_evaluation_history_and_alarms(tmp_path, monkeypatch):
-    import tfuda.engine.run
+    import tfuda.validate.sample
 
-    monkeypatch.setattr(tfuda.engine.run, "collapse_alarm", lambda probs, prior, names: "test alarm")
+    monkeypatch.setattr(tfuda.validate.sample, "collapse_alarm", lambda probs, prior, names: "test alarm")
     out = str(tmp_path / "run")
     args = ["--batch-size", "4", "--checkpoint-every", "2", "--eval-every", "1", "--validation-size", "16",
             "--no-report", "--out", out]
@@ -111,7 +111,7 @@ def test_momentum_chooses_the_optimizer(momentum, nesterov):
     from tfuda.methods import SourceOnly
     from tfuda.models import build_model
 
-    config = Config(source="digits", momentum=momentum, batch_size=4, image_size=16, lr=0.03)
+    config = Config(source="digits", momentum=momentum, batch_size=4, image_size=16, lr=0.03, steps=10)
     trainer = build_training_model(config, SourceOnly(), lambda: build_model("cnn-small", 10, 16), None,
                                    tf.distribute.get_strategy())
     assert trainer.optimizer.nesterov is nesterov and trainer.optimizer.momentum == 0.9

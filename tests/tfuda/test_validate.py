@@ -96,10 +96,10 @@ def test_concentration_and_the_alarm_by_hand():
 def test_the_collapse_alarm_warns_or_stops(tmp_path, capsys, monkeypatch, on_collapse):
     import tensorflow as tf
 
-    from tfuda.engine import run as run_module
+    from tfuda.validate import sample as sample_module
     from tfuda.train import main
 
-    monkeypatch.setattr(run_module, "collapse_alarm", lambda probs, prior, names: f"onto '{names[3]}' (forced)")
+    monkeypatch.setattr(sample_module, "collapse_alarm", lambda probs, prior, names: f"onto '{names[3]}' (forced)")
     out = tmp_path / "run"
     status = main(["--steps", "4", "--batch-size", "4", "--eval-every", "2", "--checkpoint-every", "2",
                    "--no-report", "--on-collapse", on_collapse, "--out", str(out)])

@@ -159,8 +159,9 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
     Args:
       evaluators: name (`target`, `source`) -> function model -> `EvalResult`.
-      validate: model -> ({validator name: score}, collapse alarm or None) on the unlabeled
-        target sample, or None.
+      validate: model -> ({validator name: score}, collapse alarm or None, estimated target
+        prior `[K]`) on the unlabeled target sample (`tfuda.validate.sample.TargetValidation`),
+        or None.
       every, total_steps: when to evaluate.
       scalars, progress: where the results are logged.
       on_collapse: `warn` (print a warning, record it in `alarms`), `stop` or `rollback` (also
@@ -176,8 +177,9 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         `history`; for a run from an existing model, what `tfuda.validate.advice` compares the end
         with). It is not offered to `selection` and raises no alarm: the run has not changed it.
 
-    The latest results stay in `latest`/`latest_scores` (step in `latest_step`), so the end of
-    a run reuses them instead of evaluating again; `history` has one entry per evaluation.
+    The latest results stay in `latest`/`latest_scores`/`latest_prior` (step in `latest_step`),
+    so the end of a run reuses them instead of evaluating again; `history` has one entry per
+    evaluation (with `estimated_target_prior`).
     """
 
     def __init__(self, evaluators: dict[str, Callable[[keras.Model], EvalResult]], validate: Callable | None,
@@ -195,16 +197,19 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         self.alarms: list[dict] = [a for a in saved.get("alarms", []) if a["step"] <= start_step]
         self.latest: dict[str, EvalResult] = {}
         self.latest_scores: dict[str, float] = {}
+        self.latest_prior: list[float] | None = None
         self.latest_step: int | None = None
 
-    def evaluate(self, model: keras.Model) -> tuple[dict[str, EvalResult], dict[str, float], str | None]:
-        """`(accuracy results by set, validator scores, collapse alarm or None)`; held-out source
-        accuracy counts as the `source_accuracy` validator (it needs no target label)."""
+    def evaluate(self, model: keras.Model) -> tuple[dict[str, EvalResult], dict[str, float], str | None,
+                                                    list[float] | None]:
+        """`(accuracy results by set, validator scores, collapse alarm or None, estimated target
+        prior or None)`; held-out source accuracy counts as the `source_accuracy` validator (it
+        needs no target label)."""
         results = {name: fn(model) for name, fn in self.evaluators.items()}
-        scores, alarm = self.validate(model) if self.validate else ({}, None)
+        scores, alarm, prior = self.validate(model) if self.validate else ({}, None, None)
         if "source" in results:
             scores["source_accuracy"] = results["source"].accuracy
-        return results, scores, alarm
+        return results, scores, alarm, None if prior is None else [round(float(p), 6) for p in prior]
 
     def inference_model(self, ema_model: keras.Model) -> keras.Model:
         """The model an evaluation judges and a run saves: `prepare(ema_model)`, or `ema_model`."""
@@ -219,12 +224,14 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         logs.update({f"val_{name}": value for name, value in self.latest_scores.items() if f"val_{name}" not in logs})
         return logs
 
-    def final(self, model: keras.Model, step: int) -> tuple[dict[str, EvalResult], dict[str, float]]:
-        """The results at `step`: the last evaluation's when it was at `step`, else evaluated now
-        (a resume with no steps left to train)."""
+    def final(self, model: keras.Model, step: int) -> tuple[dict[str, EvalResult], dict[str, float],
+                                                            list[float] | None]:
+        """`(results, scores, estimated target prior)` at `step`: the last evaluation's when it was
+        at `step`, else evaluated now (a resume with no steps left to train)."""
         if self.latest_step == step:
-            return self.latest, self.latest_scores
-        return self.evaluate(model)[:2]
+            return self.latest, self.latest_scores, self.latest_prior
+        results, scores, _, prior = self.evaluate(model)
+        return results, scores, prior
 
     def on_train_begin(self, logs=None):
         if self.evaluate_start and (self.evaluators or self.validate):
@@ -235,12 +242,13 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     def _evaluate_and_log(self, step: int, model: keras.Model) -> str | None:
         """Evaluates `model` as the one of `step`: logged, printed and kept in `history`;
         returns the collapse alarm or None."""
-        self.latest, self.latest_scores, alarm = self.evaluate(model)
+        self.latest, self.latest_scores, alarm, self.latest_prior = self.evaluate(model)
         self.latest_step = step
         results = {f"eval/{name}_accuracy": result.accuracy for name, result in self.latest.items()}
         results.update({f"validators/{name}": value for name, value in self.latest_scores.items()})
         self.scalars.write(step, results)
-        self.history.append({"step": step, **results})
+        self.history.append({"step": step, **results,
+                             **({"estimated_target_prior": self.latest_prior} if self.latest_prior else {})})
         accuracy = "  ".join(f"{name}_accuracy {r.accuracy:.4f}" for name, r in self.latest.items())
         scores = " ".join(f"{name} {value:.3f}" for name, value in self.latest_scores.items())
         self.progress.message(f"step {step}{' (start)' if step == 0 else ''}: {accuracy}"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from pipelines.augment import Augment
@@ -31,8 +32,7 @@ from tfuda.models.common import num_classes_of
 from tfuda.models.init import init_class_names, load_init
 from tfuda.rundir import RunDir
 from tfuda.validate.advice import advice
-from tfuda.validate.alarm import collapse_alarm
-from tfuda.validate.sample import TargetSample, score, source_prior
+from tfuda.validate.sample import TargetSample, TargetValidation, source_prior
 
 DEFAULT_VALIDATION_SIZE = 1000
 
@@ -210,26 +210,20 @@ def target_sample(config: Config, data: TrainingData) -> TargetSample | None:
     return TargetSample(target, size, config.image_size, config.seed)
 
 
-def validation(data: TrainingData, sample: TargetSample | None) -> Callable | None:
-    """model -> (label-free validator scores, collapse alarm or None) on the target `sample`
-    (None without one)."""
+def validation(data: TrainingData, sample: TargetSample | None) -> TargetValidation | None:
+    """model -> (label-free validator scores, collapse alarm or None, estimated target prior) on
+    the target `sample` (None without one)."""
     if sample is None:
         return None
-    prior = source_prior(data.source, len(data.class_names))
-    names = list(data.class_names)
-
-    def validate(model: keras.Model) -> tuple[dict[str, float], str | None]:
-        probs, features = sample.outputs(model)
-        return score(probs, features, prior), collapse_alarm(probs, prior, names)
-
-    return validate
+    return TargetValidation(sample, source_prior(data.source, len(data.class_names)), data.class_names)
 
 
 def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time: float,
-                      final: dict[str, EvalResult], validators: dict[str, float], history: list[dict],
-                      alarms: list[dict], selection: dict, status: str = "completed") -> dict:
-    """`metrics.json` of a finished (or rolled-back) run (see `tfuda.rundir`); `final` and
-    `validators` are those of the run's model, chosen as `selection` says."""
+                      final: dict[str, EvalResult], validators: dict[str, float], prior: list[float] | None,
+                      history: list[dict], alarms: list[dict], selection: dict, status: str = "completed") -> dict:
+    """`metrics.json` of a finished (or rolled-back) run (see `tfuda.rundir`); `final`,
+    `validators` and `prior` (the estimated target class prior) are those of the run's model,
+    chosen as `selection` says."""
     this_task = task()
     target, source = final.get("target"), final.get("source")
     return {
@@ -239,7 +233,7 @@ def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time:
         "target_accuracy": target.accuracy if target else None,
         "per_class_target_accuracy": target.per_class if target else None,
         "target_confusion": target.confusion if target else None,
-        "validators": validators, "alarms": alarms,
+        "validators": validators, "estimated_target_prior": prior, "alarms": alarms,
         "wall_time_s": round(wall_time, 2), "eval_history": history,
         "advice": advice(history, steps),
         "eval_target": data.eval_target.info.spec if data.eval_target else None,
@@ -265,7 +259,8 @@ def finish(config: Config, data: TrainingData, run: RunDir, trainer: TrainingMod
     steps = int(trainer.optimizer.iterations.numpy())
     if selection.uses_candidate(rolled_back):
         model = selection.load()
-        final = evaluation.evaluate(model)[:2]
+        results, scores, _, prior = evaluation.evaluate(model)
+        final = (results, scores, prior)
         selection.publish(run.model_file)
     else:
         model = evaluation.inference_model(trainer.ema.average)
@@ -323,7 +318,8 @@ def fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method: 
         called once, inside the strategy's scope, after seeding with `config.seed`.
       data: the opened data sets; `config`'s data specs are only recorded.
       method: the method with its hyper-parameters.
-      config: a validated `Config` with `lr` set (`complete_for_method`).
+      config: a validated `Config` with `lr` (`complete_for_method`) and `steps` set
+        (`Config.set_steps(data_budget(...).steps)` when left to the data).
       run: the run directory (its `config.json` written by the caller).
       resume_from: a checkpoint directory to continue from (the run's own, or on another worker
         of a multi-worker run, the chief's); None starts afresh.
@@ -376,6 +372,8 @@ def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method:
                                          config.eval_every, config.steps, scalars, progress, config.on_collapse,
                                          selection if chief else None, run.evaluations_file if chief else None,
                                          start_step, prepare, evaluate_start=method.source_free() or config.init is not None)
+    if validate is not None and evaluation.history and evaluation.history[0].get("estimated_target_prior"):
+        validate.reference = np.asarray(evaluation.history[0]["estimated_target_prior"])  # resumed: the first one's
     # The evaluation runs before the checkpoint of its step, so a collapse that stops the run is
     # never checkpointed.
     callbacks = [*method.callbacks(trainer.classifier, target, spec), loop.NonFiniteGuard(), progress, scalars,

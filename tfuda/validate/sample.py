@@ -9,6 +9,8 @@ from pipelines.feeds import first_images
 from pipelines.sources import Source
 from tfuda.inference import features_fn
 from tfuda.validate import VALIDATORS
+from tfuda.validate.alarm import collapse_alarm
+from tfuda.validate.prior import estimate_prior
 
 BATCH = 256
 
@@ -53,6 +55,45 @@ def score(probs: np.ndarray, features: np.ndarray, prior: np.ndarray | None = No
 
     Args:
       probs, features: `TargetSample.outputs` of a model.
-      prior: source class proportions `[K]` for `class_balance` (uniform when None).
+      prior: class proportions `[K]` `class_balance` compares with (uniform when None).
     """
     return {name: fn(probs=probs, features=features, prior=prior) for name, fn in VALIDATORS.items()}
+
+
+class TargetValidation:
+    """model -> `(validator scores, collapse alarm or None, estimated target prior [K])` on the
+    target sample, one call per evaluation in step order.
+
+    The target prior is estimated at every call (`tfuda.validate.prior`, EM from the source
+    prior). The first call's estimate becomes the run's `reference`: the model a run from an
+    existing model starts from (a source-trained model: EM's own setting), else its first
+    evaluation, before adaptation has had long to confirm its own mistakes. `class_balance`
+    compares with the reference, and the collapse alarm expects each class to take up to the
+    larger of its source share and its reference share (the first call: its source share).
+
+    Args:
+      sample: the target sample.
+      source_prior: `[K]` source class proportions (None: uniform, e.g. a source-free run).
+      class_names: for the alarm's message.
+      reference: the reference of a resumed run (its first evaluation's estimate), else None.
+    """
+
+    def __init__(self, sample: TargetSample, source_prior: np.ndarray | None, class_names: list[str],
+                 reference: np.ndarray | None = None):
+        self.sample, self.class_names = sample, list(class_names)
+        classes = len(self.class_names)
+        self.source_prior = np.full(classes, 1.0 / classes) if source_prior is None else np.asarray(source_prior)
+        self.reference = None if reference is None else np.asarray(reference, np.float64)
+
+    def __call__(self, model: keras.Model) -> tuple[dict[str, float], str | None, np.ndarray]:
+        probs, features = self.sample.outputs(model)
+        return self.judge(probs, features)
+
+    def judge(self, probs: np.ndarray, features: np.ndarray) -> tuple[dict[str, float], str | None, np.ndarray]:
+        """What `__call__` returns, from a model's `TargetSample.outputs`."""
+        estimate = estimate_prior(probs, self.source_prior)
+        expected = self.source_prior if self.reference is None else np.maximum(self.source_prior, self.reference)
+        if self.reference is None:
+            self.reference = estimate
+        return (score(probs, features, self.reference), collapse_alarm(probs, expected, self.class_names),
+                estimate)

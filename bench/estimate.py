@@ -1,0 +1,156 @@
+"""How close label-free estimates of target accuracy come to the true one, on finished runs.
+
+    python bench/estimate.py RUN_DIR_OR_GLOB [...] [--out bench/out/estimate.md]
+
+For every finished run that adapts one domain to another (oracle runs, source = target, are
+skipped) and has a labeled held-out source set, candidate estimators on the run's unlabeled
+target sample (the validators' sample), beside the run's true target accuracy on `TARGET:test`
+(read only here, to judge the estimates):
+
+* `confidence`: the mean top-1 probability on the target.
+* `doc`: difference of confidences (Guillory et al., ICCV 2021): source accuracy minus the fall
+  in mean confidence from source to target.
+* `atc`: average thresholded confidence (Garg et al., ICLR 2022), negative-entropy score: the
+  threshold is fitted on held-out labeled source images so that the fraction above it equals
+  their accuracy; the target's fraction above it is the estimate.
+* `doc`/`atc` are fitted on the held-out source images as they are (`clean`: where every image is
+  classified correctly the threshold says little) and on two strongly augmented copies (`aug`,
+  the run's strong view: RandAugment + Cutout), whose accuracy is below 1.
+* `agreement (target aug)`: how often the prediction survives the strong view of the target image.
+* `nearest source agreement`: how often the prediction is the label of the nearest held-out source
+  image in the model's feature space (cosine).
+
+Prints each run and, per estimator, the mean and max absolute error and how many runs it misses
+by more than 10 points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+from pathlib import Path
+
+import numpy as np
+
+from accuracy import cpu_model, publish, run_quietly
+
+def neg_entropy_scores(probs: np.ndarray) -> np.ndarray:
+    """float64 `[N]`: -H(p) of each row of `probs` `[N, K]`."""
+    from tfuda.validate.entropy import entropies
+
+    return -np.asarray(entropies(np.asarray(probs, np.float64)))
+
+
+def confidence(target_probs: np.ndarray, **_) -> float:
+    """Mean top-1 probability on the target."""
+    return float(np.asarray(target_probs).max(axis=1).mean())
+
+
+def doc(target_probs: np.ndarray, source_probs: np.ndarray, source_labels: np.ndarray) -> float:
+    """Source accuracy - (mean source confidence - mean target confidence), clipped to [0, 1]."""
+    source_accuracy = float(np.mean(source_probs.argmax(axis=1) == source_labels))
+    shift = confidence(source_probs) - confidence(target_probs)
+    return float(np.clip(source_accuracy - shift, 0.0, 1.0))
+
+
+def atc_threshold(scores: np.ndarray, correct: np.ndarray) -> float:
+    """The t with mean(scores > t) = mean(correct): the (1 - accuracy) quantile of the scores."""
+    accuracy = float(np.mean(correct))
+    if accuracy >= 1.0:
+        return float(np.min(scores)) - 1e-12
+    return float(np.quantile(scores, 1.0 - accuracy, method="lower"))
+
+
+def atc(target_probs: np.ndarray, source_probs: np.ndarray, source_labels: np.ndarray) -> float:
+    """Fraction of target images whose negative entropy exceeds the source-fitted threshold."""
+    threshold = atc_threshold(neg_entropy_scores(source_probs), source_probs.argmax(axis=1) == source_labels)
+    return float(np.mean(neg_entropy_scores(target_probs) > threshold))
+
+
+ESTIMATORS = {"confidence": confidence, "doc": doc, "atc": atc}
+
+SAMPLE = 1000
+"""Target images scored (the validators' default sample) and held-out source images used."""
+
+
+def run_dirs(patterns: list[str]) -> list[Path]:
+    """Finished, non-oracle run directories matching `patterns`, sorted."""
+    found = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern)})
+    return [p for p in found if (p / "metrics.json").is_file() and (p / "model.keras").is_file()]
+
+
+def source_views(images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """The held-out source images as given (`clean`) and two strongly augmented copies (`aug`), uint8."""
+    import tensorflow as tf
+
+    from pipelines.augment import Augment
+
+    augment = Augment()
+    copies = [tf.cast(tf.clip_by_value(tf.round(augment.strong(tf.constant(images), tf.constant([seed, k]))), 0, 255),
+                      tf.uint8).numpy() for k in range(2)]
+    return {"clean": images, "aug": np.concatenate(copies)}
+
+
+def judge(path: Path) -> dict | None:
+    """`{run, method, true, estimates {name: value}}` of one run, or None when it cannot be judged."""
+    from pipelines.feeds import first_images
+    from pipelines.run_data import RunData
+    from tfuda.rundir import RunDir
+    from tfuda.validate.sample import TargetSample, model_outputs
+
+    run = RunDir(path)
+    config, metrics = run.config(), run.metrics()
+    if config["source"] is None or config["source"] == config["target"] or metrics.get("target_accuracy") is None:
+        return None
+    data = RunData(config, run.class_names(), f"run '{path}'")
+    if data.eval_source is None:
+        return None
+    model = run.load_model()
+    size = config["image_size"]
+    target = TargetSample(data.target, min(SAMPLE, data.target.info.num_examples), size, config["seed"])
+    target_probs, target_features = target.outputs(model)
+    images, labels = first_images(data.eval_source, SAMPLE, size, shuffle_seed=0)
+    estimates = {"confidence": ESTIMATORS["confidence"](target_probs)}
+    strong = source_views(target.images, config["seed"] + 1)["aug"]
+    strong_probs, _ = model_outputs(model, strong)
+    twice = np.tile(target_probs.argmax(axis=1), 2)
+    estimates["agreement (target aug)"] = float(np.mean(strong_probs.argmax(axis=1) == twice))
+    for view, pixels in source_views(images, config["seed"]).items():
+        probs, features = model_outputs(model, pixels)
+        if view == "clean":
+            unit = lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)  # noqa: E731
+            nearest = (unit(target_features) @ unit(features).T).argmax(axis=1)
+            estimates["nearest source agreement"] = float(np.mean(labels[nearest] == target_probs.argmax(axis=1)))
+        truth = np.tile(labels, len(pixels) // len(labels))
+        for name in ("doc", "atc"):
+            estimates[f"{name} ({view})"] = ESTIMATORS[name](target_probs, probs, truth)
+        estimates[f"source accuracy ({view})"] = float(np.mean(probs.argmax(axis=1) == truth))
+    return {"run": path.name, "method": config["method"], "task": f"{config['source']} -> {config['target']}",
+            "true": metrics["target_accuracy"], "estimates": estimates}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run directories or glob patterns")
+    parser.add_argument("--out", default="bench/out/estimate.md")
+    args = parser.parse_args()
+    judged = [j for j in (judge(p) for p in run_dirs(args.runs)) if j is not None]
+    if not judged:
+        parser.error("no finished adaptation run with a held-out source set among the given runs")
+    names = [n for n in judged[0]["estimates"] if not n.startswith("source accuracy")]
+    lines = [f"{len(judged)} runs, {cpu_model()}", "",
+             "| run | true | " + " | ".join(names) + " | source acc (clean / aug) |",
+             "|---|---|" + "---|" * len(names) + "---|"]
+    for j in judged:
+        e = j["estimates"]
+        lines.append(f"| {j['run']} | {j['true']:.3f} | " + " | ".join(f"{e[n]:.3f}" for n in names)
+                     + f" | {e['source accuracy (clean)']:.3f} / {e['source accuracy (aug)']:.3f} |")
+    lines += ["", "| estimator | mean abs error | max abs error | runs off by > 10 points |", "|---|---|---|---|"]
+    for name in names:
+        errors = np.array([abs(j["estimates"][name] - j["true"]) for j in judged])
+        lines.append(f"| {name} | {errors.mean():.3f} | {errors.max():.3f} | {int((errors > 0.10).sum())} of {len(errors)} |")
+    publish(lines, Path(args.out))
+
+
+if __name__ == "__main__":
+    run_quietly(main)

@@ -110,13 +110,15 @@ CURVE_GROUPS = (
     ("pseudo-label accuracy", lambda tag: "pseudo_label_acc" in tag),
     ("learning rate", lambda tag: tag == "monitors/lr"),
     ("eval accuracy", lambda tag: tag.startswith("eval/")),
-    ("label-free validators (higher is better)", lambda tag: tag.startswith("validators/")),
 )
+"""The first row of panels; the second has one panel per label-free validator, each on its own
+scale (their ranges differ by 100x), with the labeled target accuracy beside it where the run has one."""
 
 
 def plot_curves(scalars: dict, path: Path) -> list[str]:
-    """One panel per group of scalars; returns the groups that had no data."""
-    plt, fig, axes = _figure(1, len(CURVE_GROUPS))
+    """The panels of `CURVE_GROUPS` and one per validator; returns the groups that had no data."""
+    validators = sorted(tag for tag in scalars if tag.startswith("validators/"))
+    plt, fig, axes = _figure(2, max(len(CURVE_GROUPS), len(validators), 1))
     missing = []
     for axis, (title, wanted) in zip(axes[0], CURVE_GROUPS):
         tags = sorted(tag for tag in scalars if wanted(tag))
@@ -130,6 +132,21 @@ def plot_curves(scalars: dict, path: Path) -> list[str]:
         else:
             missing.append(title)
             axis.text(0.5, 0.5, "not logged in this run", ha="center", va="center", transform=axis.transAxes)
+    accuracy = scalars.get("eval/target_accuracy")
+    for axis, tag in zip(axes[1], validators):
+        steps, values = zip(*scalars[tag])
+        axis.plot(steps, values, marker="o", color="C0")
+        axis.set_title(f"{tag.split('/', 1)[1]} (higher is better)", fontsize=10)
+        axis.set_xlabel("step")
+        if accuracy:
+            twin = axis.twinx()
+            twin.plot(*zip(*accuracy), color="0.6", linestyle="--", label="target accuracy (labels)")
+            twin.tick_params(labelsize=7, colors="0.5")
+            twin.legend(fontsize=7, loc="lower right")
+    if not validators:
+        missing.append("label-free validators")
+    for axis in [*axes[0][len(CURVE_GROUPS):], *axes[1][len(validators):]]:
+        axis.axis("off")
     _save(plt, fig, path)
     return missing
 
@@ -243,6 +260,9 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("status", fmt_cell(metrics.get("status"))),
         ("model", fmt_cell((metrics.get("selection") or {}).get("reason"))),
         ("collapse alarms", fmt_cell(", ".join(f"step {a['step']}" for a in metrics.get("alarms") or []) or "none")),
+        ("estimated target class prior", fmt_cell(" ".join(f"{p:.3f}" for p in metrics["estimated_target_prior"])
+                                                  if metrics.get("estimated_target_prior") else None)),
+        *(("advice", fmt_cell(line)) for line in metrics.get("advice") or []),
     ]
 
 

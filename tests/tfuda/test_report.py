@@ -70,3 +70,21 @@ def test_report_of_a_run_missing_optional_parts(tmp_path, capsys):
 def test_report_cli_errors(tmp_path, capsys):
     assert report_main(["--run", str(tmp_path)]) == 2
     assert "has no model.keras" in capsys.readouterr().err
+
+
+def test_each_validator_has_its_own_scale_beside_the_target_accuracy(tmp_path, monkeypatch):
+    import tfuda.report as report
+
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda plt, fig, path: figures.append(fig))
+    steps = [500, 1000, 1500]
+    scalars = {"validators/bnm": list(zip(steps, [0.070, 0.080, 0.085])),
+               "validators/snd": list(zip(steps, [5.1, 5.0, 4.9])),
+               "eval/target_accuracy": list(zip(steps, [0.5, 0.7, 0.8])), "loss": list(zip(steps, [1.0, 0.8, 0.7]))}
+    report.plot_curves(scalars, tmp_path / "curves.png")
+    axes = {axis.get_title(): axis for axis in figures[0].axes if axis.get_title()}
+    bnm, snd = axes["bnm (higher is better)"], axes["snd (higher is better)"]
+    assert bnm.get_ylim()[1] - bnm.get_ylim()[0] < 0.1 and snd.get_ylim()[0] > 4  # not one shared axis
+    twins = [a for a in figures[0].axes if a.get_legend() and "target accuracy (labels)" in
+             [t.get_text() for t in a.get_legend().get_texts()]]
+    assert len(twins) == 2

@@ -67,9 +67,11 @@ class TargetValidation:
     The target prior is estimated at every call (`tfuda.validate.prior`, EM from the source
     prior). The first call's estimate becomes the run's `reference`: the model a run from an
     existing model starts from (a source-trained model: EM's own setting), else its first
-    evaluation, before adaptation has had long to confirm its own mistakes. `class_balance`
-    compares with the reference, and the collapse alarm expects each class to take up to the
-    larger of its source share and its reference share (the first call: its source share).
+    evaluation, before adaptation has had long to confirm its own mistakes. Each class is then
+    *expected* to take up to the larger of its source share and its reference share (at the first
+    call: its source share): the collapse alarm reads these, and `class_balance` compares with
+    them normalised (never with a bare EM estimate, which a poor model can drive to ~0 for
+    classes it does predict, making the KL divergence explode).
 
     Args:
       sample: the target sample.
@@ -95,5 +97,5 @@ class TargetValidation:
         expected = self.source_prior if self.reference is None else np.maximum(self.source_prior, self.reference)
         if self.reference is None:
             self.reference = estimate
-        return (score(probs, features, self.reference), collapse_alarm(probs, expected, self.class_names),
+        return (score(probs, features, expected / expected.sum()), collapse_alarm(probs, expected, self.class_names),
                 estimate)

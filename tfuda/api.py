@@ -258,8 +258,9 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
         (it saves the EMA classifier) and `EarlyStopping(monitor="val_bnm", mode="max")` work
         at their defaults.
       verbose: print the progress lines.
-      **options: training settings, as the command-line flags: `steps`, `batch_size`, `lr`,
-        `seed`, ... (`TRAINING_OPTIONS`); Keras' `learning_rate` and `jit_compile` are taken too.
+      **options: training settings, as the command-line flags: `steps` (default: set by the
+        target's size, `tfuda.budget`; printed first), `batch_size`, `lr`, `seed`, ...
+        (`TRAINING_OPTIONS`); Keras' `learning_rate` and `jit_compile` are taken too.
 
     Returns:
       an `AdaptResult`.

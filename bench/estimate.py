@@ -19,6 +19,9 @@ target sample (the validators' sample), beside the run's true target accuracy on
 * `agreement (target aug)`: how often the prediction survives the strong view of the target image.
 * `nearest source agreement`: how often the prediction is the label of the nearest held-out source
   image in the model's feature space (cosine).
+* `in-dist ...`: the fraction of target images inside the source's feature distribution (nearest
+  held-out source image no farther than 95% of the source images' own nearest neighbours), and
+  ATC/DoC on those with chance (1/K) assumed on the others.
 
 Prints each run and, per estimator, the mean and max absolute error and how many runs it misses
 by more than 10 points.
@@ -68,6 +71,28 @@ def atc(target_probs: np.ndarray, source_probs: np.ndarray, source_labels: np.nd
 
 
 ESTIMATORS = {"confidence": confidence, "doc": doc, "atc": atc}
+
+IN_QUANTILE = 0.95
+"""A target image is in the source's distribution when its nearest held-out source image is at
+most as far (cosine distance, model features) as this quantile of the source images' own
+nearest-neighbour distances."""
+
+
+def in_distribution(target_probs, target_features, source_probs, source_features, source_labels) -> dict:
+    """`in-dist ...` estimates: the estimator on the target images within the source's feature
+    distribution, chance (1/K) on the others."""
+    unit = lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    src, tgt = unit(source_features), unit(target_features)
+    own = src @ src.T
+    np.fill_diagonal(own, -np.inf)
+    limit = np.quantile(1 - own.max(axis=1), IN_QUANTILE)
+    inside = (1 - (tgt @ src.T).max(axis=1)) <= limit
+    chance = 1.0 / target_probs.shape[1]
+    out = {"in-dist fraction": float(inside.mean())}
+    for name in ("atc", "doc"):
+        value = ESTIMATORS[name](target_probs[inside], source_probs, source_labels) if inside.any() else 0.0
+        out[f"in-dist {name}"] = float(inside.mean() * value + (1 - inside.mean()) * chance)
+    return out
 
 SAMPLE = 1000
 """Target images scored (the validators' default sample) and held-out source images used."""
@@ -121,6 +146,7 @@ def judge(path: Path) -> dict | None:
             unit = lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)  # noqa: E731
             nearest = (unit(target_features) @ unit(features).T).argmax(axis=1)
             estimates["nearest source agreement"] = float(np.mean(labels[nearest] == target_probs.argmax(axis=1)))
+            estimates.update(in_distribution(target_probs, target_features, probs, features, labels))
         truth = np.tile(labels, len(pixels) // len(labels))
         for name in ("doc", "atc"):
             estimates[f"{name} ({view})"] = ESTIMATORS[name](target_probs, probs, truth)

@@ -83,6 +83,16 @@ class AdaptResult:
         """Collapse alarms raised during training (`step`, `message`)."""
         return self.metrics.get("alarms", [])
 
+    @property
+    def estimated_target_prior(self) -> list[float] | None:
+        """The target's class proportions `[K]` estimated without labels (EM; None without target data)."""
+        return self.metrics.get("estimated_target_prior")
+
+    @property
+    def advice(self) -> list[str]:
+        """What the run's evaluations suggest (still rising: more steps; worse than its start)."""
+        return self.metrics.get("advice", [])
+
 
 def api_message(text: str) -> str:
     """A command-line error message worded for Python callers: `--batch-size` -> `batch_size`."""

@@ -70,3 +70,4 @@ def test_adapt_without_steps_trains_the_budget(capsys, small_budget):
     result = tfuda.adapt(model, "digits", "digits-m", batch_size=64, eval_every=100)
     assert result.metrics["steps"] == small_budget(64) == result.metrics["config"]["steps"]
     assert capsys.readouterr().out.startswith(f"budget: {small_budget(64)} steps")
+    assert len(result.estimated_target_prior) == 10 and isinstance(result.advice, list)

@@ -3,7 +3,7 @@
 A run without `--steps` trains for as many steps as the default method (AdaMatch, 3 unlabeled
 images per labeled one) needs for `PASSES` passes over the target's training images,
 
-    steps = ceil(PASSES * N_target / (3 * batch)),        batch = `--batch-size` x replicas,
+    steps = round(PASSES * N_target / (3 * batch)),       batch = `--batch-size` x replicas,
 
 held within `[MIN_STEPS, MAX_STEPS]`. Every method gets the same steps on the same data and batch
 (as under the earlier fixed default), so a source-only baseline trains as long as the adaptation
@@ -18,7 +18,6 @@ label-free scores were still rising).
 from __future__ import annotations
 
 import dataclasses
-import math
 
 PASSES = 20
 """Passes over the unlabeled target images of a run at the default budget."""
@@ -54,7 +53,7 @@ def default_budget(target_images: int | None, batch_size: int) -> Budget:
     unlabeled_per_step = UNLABELED_PER_LABELED * batch_size
     if target_images is None:
         return Budget(MIN_STEPS, f"{MIN_STEPS} steps (the floor: the target's size is unknown; --steps sets it)")
-    passes = math.ceil(PASSES * target_images / unlabeled_per_step)
+    passes = int(PASSES * target_images / unlabeled_per_step + 0.5)
     steps = min(MAX_STEPS, max(MIN_STEPS, passes))
     bound = {MIN_STEPS: f", the floor ({passes} steps would be {PASSES} passes)",
              MAX_STEPS: f", the ceiling ({passes} steps would be {PASSES} passes)"}.get(steps, "") \

@@ -9,7 +9,7 @@ from tfuda.budget import default_budget
 
 
 def test_the_budget_is_twenty_passes_over_the_target_between_floor_and_ceiling():
-    assert default_budget(4000, 8).steps == 3334  # ceil(20 * 4000 / 24)
+    assert default_budget(4000, 8).steps == 3333  # 20 * 4000 / 24, rounded
     assert default_budget(4000, 32).steps == budget.MIN_STEPS  # 834 steps of 96 images: the floor
     assert default_budget(585, 8).steps == budget.MIN_STEPS
     assert default_budget(60_000, 8).steps == budget.MAX_STEPS
@@ -18,7 +18,7 @@ def test_the_budget_is_twenty_passes_over_the_target_between_floor_and_ceiling()
 
 
 def test_the_reason_says_passes_images_and_which_bound():
-    assert default_budget(4000, 8).reason.startswith("3334 steps = 20 passes over the 4,000 unlabeled target images "
+    assert default_budget(4000, 8).reason.startswith("3333 steps = 20 passes over the 4,000 unlabeled target images "
                                                      "at 24 a step")
     assert "the floor (488 steps would be 20 passes)" in default_budget(585, 8).reason
     assert "the ceiling (50000 steps would be 20 passes)" in default_budget(60_000, 8).reason
@@ -31,7 +31,7 @@ def small_budget(monkeypatch):
     """One pass, no floor: a budget of a few steps on the 1,437-image digits-m (8 steps at 192 a step)."""
     monkeypatch.setattr(budget, "PASSES", 1)
     monkeypatch.setattr(budget, "MIN_STEPS", 1)
-    return lambda batch: -(-1437 // (3 * batch))
+    return lambda batch: int(1437 / (3 * batch) + 0.5)
 
 
 def test_a_run_without_steps_trains_the_budget_says_it_first_and_records_it(tmp_path, capsys, small_budget):

@@ -38,7 +38,8 @@ def test_a_run_without_steps_trains_the_budget_says_it_first_and_records_it(tmp_
     from tfuda.train import main
 
     out = tmp_path / "run"
-    assert main(["--batch-size", "64", "--eval-every", "100", "--no-report", "--out", str(out)]) == 0
+    assert main(["--batch-size", "64", "--image-size", "16", "--validation-size", "32", "--eval-every", "100",
+                 "--no-report", "--out", str(out)]) == 0
     expected = small_budget(64)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"budget: {expected} steps = 1 passes over the 1,437 unlabeled target images at 192 a step; " \
@@ -56,8 +57,8 @@ def test_contrastive_phases_follow_the_budget(tmp_path, small_budget):
     from tfuda.train import main
 
     out = tmp_path / "run"
-    assert main(["--method", "contrastive", "--pretrain-steps", "3", "--batch-size", "64", "--eval-every", "100",
-                 "--no-report", "--out", str(out)]) == 0
+    assert main(["--method", "contrastive", "--pretrain-steps", "3", "--batch-size", "64", "--image-size", "16",
+                 "--validation-size", "32", "--eval-every", "100", "--no-report", "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["steps"] == small_budget(64) and config["pretrain_steps"] == 3
     assert config["finetune_steps"] == small_budget(64) - 3
@@ -66,8 +67,8 @@ def test_contrastive_phases_follow_the_budget(tmp_path, small_budget):
 def test_adapt_without_steps_trains_the_budget(capsys, small_budget):
     import tfuda
 
-    model = tfuda.build_model("cnn-small", num_classes=10, image_size=32)
-    result = tfuda.adapt(model, "digits", "digits-m", batch_size=64, eval_every=100)
+    model = tfuda.build_model("cnn-small", num_classes=10, image_size=16)
+    result = tfuda.adapt(model, "digits", "digits-m", batch_size=64, eval_every=100, validation_size=32)
     assert result.metrics["steps"] == small_budget(64) == result.metrics["config"]["steps"]
     assert capsys.readouterr().out.startswith(f"budget: {small_budget(64)} steps")
     assert len(result.estimated_target_prior) == 10 and isinstance(result.advice, list)

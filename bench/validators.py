@@ -60,12 +60,15 @@ def rescore(run_dir: Path) -> tuple[dict[str, dict[str, float]], float]:
     from pipelines.run_data import RunData
     from tfuda.inference import predict_source
     from tfuda.rundir import RunDir
-    from tfuda.validate.sample import TargetSample, score, source_prior
+    from tfuda.validate.sample import TargetSample, expected_shares, score, source_prior
 
     run = RunDir(run_dir)
     config, model = run.config(), run.load_model()
     data = RunData(config, run.class_names(), f"run '{run_dir}'")
-    prior = source_prior(data.source, len(data.class_names))
+    history = run.metrics().get("eval_history") or [{}]
+    expected = expected_shares(source_prior(data.source, len(data.class_names)),
+                               history[0].get("estimated_target_prior"))  # as the run scored class_balance
+    prior = expected / expected.sum()
     samples = {"train": data.target, "held-out": data.eval_target}
     scores = {name: score(*TargetSample(source, SAMPLE, config["image_size"], 0).outputs(model), prior)
               for name, source in samples.items()}

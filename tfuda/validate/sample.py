@@ -60,6 +60,12 @@ def score(probs: np.ndarray, features: np.ndarray, prior: np.ndarray | None = No
     return {name: fn(probs=probs, features=features, prior=prior) for name, fn in VALIDATORS.items()}
 
 
+def expected_shares(source_prior: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
+    """Each class's expected share of the target predictions `[K]`: the larger of its source
+    share and its `reference` share (the source share without a reference); not normalised."""
+    return source_prior if reference is None else np.maximum(source_prior, np.asarray(reference, np.float64))
+
+
 class TargetValidation:
     """model -> `(validator scores, collapse alarm or None, estimated target prior [K])` on the
     target sample, one call per evaluation in step order.
@@ -94,7 +100,7 @@ class TargetValidation:
     def judge(self, probs: np.ndarray, features: np.ndarray) -> tuple[dict[str, float], str | None, np.ndarray]:
         """What `__call__` returns, from a model's `TargetSample.outputs`."""
         estimate = estimate_prior(probs, self.source_prior)
-        expected = self.source_prior if self.reference is None else np.maximum(self.source_prior, self.reference)
+        expected = expected_shares(self.source_prior, self.reference)
         if self.reference is None:
             self.reference = estimate
         return (score(probs, features, expected / expected.sum()), collapse_alarm(probs, expected, self.class_names),

@@ -65,9 +65,9 @@ def rescore(run_dir: Path) -> tuple[dict[str, dict[str, float]], float]:
     run = RunDir(run_dir)
     config, model = run.config(), run.load_model()
     data = RunData(config, run.class_names(), f"run '{run_dir}'")
-    history = run.metrics().get("eval_history") or [{}]
-    expected = expected_shares(source_prior(data.source, len(data.class_names)),
-                               history[0].get("estimated_target_prior"))  # as the run scored class_balance
+    history = run.metrics().get("eval_history") or [{"step": None}]
+    start = history[0] if history[0]["step"] == 0 else {}  # as the run scored class_balance
+    expected = expected_shares(source_prior(data.source, len(data.class_names)), start.get("estimated_target_prior"))
     prior = expected / expected.sum()
     samples = {"train": data.target, "held-out": data.eval_target}
     scores = {name: score(*TargetSample(source, SAMPLE, config["image_size"], 0).outputs(model), prior)

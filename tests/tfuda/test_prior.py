@@ -52,8 +52,8 @@ def test_a_correct_model_on_the_long_tailed_target_raises_no_alarm_and_scores_be
     as_source = np.eye(10)[np.random.default_rng(0).permutation(np.arange(len(labels)) % 10)] * 0.9 + 0.01
     collapsed = np.eye(10)[np.where(np.arange(len(labels)) % 10 < 6, 7, labels)] * 0.9 + 0.01  # 60% onto '7'
 
-    check = TargetValidation(Fixed(), None, names)
-    check(start)  # the start: its estimate is the reference
+    check = TargetValidation(Fixed(), None, names, from_model=True)
+    check(start)  # the model the run starts from: its estimate is the reference
     assert np.abs(check.reference - np.bincount(labels) / len(labels)).max() < 0.05
     scores, alarm, _ = check(correct)
     assert alarm is None
@@ -66,9 +66,13 @@ def test_a_steeper_tail_raises_no_false_alarm_once_the_prior_is_estimated():
     labels = np.random.default_rng(3).choice(10, 1000, p=target)
     correct = np.eye(10)[labels] * 0.9 + 0.01
     names = [str(k) for k in range(10)]
-    check = TargetValidation(Fixed(), None, names)
+    check = TargetValidation(Fixed(), None, names, from_model=True)
     assert check(calibrated_posteriors(labels, 10, scale=1.2))[1] is not None  # vs the source prior: 4.5x
     assert check(correct)[1] is None  # vs the estimated target prior
+    # a run from scratch keeps the source shares: its first evaluation is no source-trained model
+    scratch = TargetValidation(Fixed(), None, names)
+    scratch(calibrated_posteriors(labels, 10, scale=1.2))
+    assert scratch.reference is None and scratch(correct)[1] is not None
 
 
 def test_every_run_records_the_estimated_prior(tiny_run):

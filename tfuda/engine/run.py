@@ -210,12 +210,13 @@ def target_sample(config: Config, data: TrainingData) -> TargetSample | None:
     return TargetSample(target, size, config.image_size, config.seed)
 
 
-def validation(data: TrainingData, sample: TargetSample | None) -> TargetValidation | None:
+def validation(data: TrainingData, sample: TargetSample | None, from_model: bool) -> TargetValidation | None:
     """model -> (label-free validator scores, collapse alarm or None, estimated target prior) on
-    the target `sample` (None without one)."""
+    the target `sample` (None without one); `from_model`: the run starts from an existing model,
+    evaluated first (`TargetValidation`)."""
     if sample is None:
         return None
-    return TargetValidation(sample, source_prior(data.source, len(data.class_names)), data.class_names)
+    return TargetValidation(sample, source_prior(data.source, len(data.class_names)), data.class_names, from_model)
 
 
 def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time: float,
@@ -355,7 +356,8 @@ def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method:
     check_select(config, data)
     keras.utils.set_random_seed(config.seed)  # tf.data's seeded shuffles also depend on the global seed
     sample = target_sample(config, data) if chief else None
-    validate = validation(data, sample)
+    from_model = method.source_free() or config.init is not None
+    validate = validation(data, sample, from_model)
     prepare = with_target_statistics(sample.images) if sample is not None and method.reestimates_batch_norm else None
     spec = feed_spec(config, method, replicas)
     method.monitor_target_labels = bool(target is not None and target.info.labeled)
@@ -371,9 +373,10 @@ def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method:
     evaluation = loop.PeriodicEvaluation(evaluators(data, config.image_size) if chief else {}, validate,
                                          config.eval_every, config.steps, scalars, progress, config.on_collapse,
                                          selection if chief else None, run.evaluations_file if chief else None,
-                                         start_step, prepare, evaluate_start=method.source_free() or config.init is not None)
-    if validate is not None and evaluation.history and evaluation.history[0].get("estimated_target_prior"):
-        validate.reference = np.asarray(evaluation.history[0]["estimated_target_prior"])  # resumed: the first one's
+                                         start_step, prepare, evaluate_start=from_model)
+    start = evaluation.history[0] if evaluation.history and evaluation.history[0]["step"] == 0 else {}
+    if validate is not None and start.get("estimated_target_prior"):  # resumed: its start's estimate
+        validate.reference, validate.from_model = np.asarray(start["estimated_target_prior"]), False
     # The evaluation runs before the checkpoint of its step, so a collapse that stops the run is
     # never checkpointed.
     callbacks = [*method.callbacks(trainer.classifier, target, spec), loop.NonFiniteGuard(), progress, scalars,

@@ -7,10 +7,10 @@ its mean target prediction at 0.65-0.75 x log K, every working run (AdaMatch, TE
 collapsed. The alarm fires when the entropy of the mean prediction falls below 0.8 x that of the
 expected class shares, or when a class takes more than 4x its expected share.
 
-Expected shares: the source's class proportions, and once the run has an estimate of the
-target's (`tfuda.validate.sample.TargetValidation`: EM on the model the run started from, or on
-its first evaluation), the larger of the two for each class, so that a target whose proportions
-differ from the source's (label shift) does not raise the alarm for a model that follows them.
+Expected shares: the source's class proportions, and in a run from an existing model, the larger
+of those and the target's estimated from that model (`tfuda.validate.sample.TargetValidation`),
+so that a target whose proportions differ from the source's (label shift) does not raise the
+alarm for a model that follows them.
 """
 
 from __future__ import annotations

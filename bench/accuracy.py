@@ -83,9 +83,11 @@ def run_quietly(main) -> None:
 
 def bench_args(doc: str, name: str) -> tuple[argparse.Namespace, list[str], Path]:
     """`--steps`, `--seed`, `--out` of a training benchmark; other flags pass to every run."""
+    from tfuda.budget import MIN_STEPS
 
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1200, help="steps of every run (the default budget on digits -> digits-m)")
+    parser.add_argument("--steps", type=int, default=MIN_STEPS,
+                        help="steps of every run (the default budget on digits -> digits-m: the floor)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=f"bench/out/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     args, extra = parser.parse_known_args()

@@ -72,6 +72,11 @@ def atc(target_probs: np.ndarray, source_probs: np.ndarray, source_labels: np.nd
 
 ESTIMATORS = {"confidence": confidence, "doc": doc, "atc": atc}
 
+def unit_rows(features: np.ndarray) -> np.ndarray:
+    """Each row of `features` `[N, D]` scaled to unit length (cosine similarities by matmul)."""
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+
 IN_QUANTILE = 0.95
 """A target image is in the source's distribution when its nearest held-out source image is at
 most as far (cosine distance, model features) as this quantile of the source images' own
@@ -81,8 +86,7 @@ nearest-neighbour distances."""
 def in_distribution(target_probs, target_features, source_probs, source_features, source_labels) -> dict:
     """`in-dist ...` estimates: the estimator on the target images within the source's feature
     distribution, chance (1/K) on the others."""
-    unit = lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)  # noqa: E731
-    src, tgt = unit(source_features), unit(target_features)
+    src, tgt = unit_rows(source_features), unit_rows(target_features)
     own = src @ src.T
     np.fill_diagonal(own, -np.inf)
     limit = np.quantile(1 - own.max(axis=1), IN_QUANTILE)
@@ -143,8 +147,7 @@ def judge(path: Path) -> dict | None:
     for view, pixels in source_views(images, config["seed"]).items():
         probs, features = model_outputs(model, pixels)
         if view == "clean":
-            unit = lambda f: f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)  # noqa: E731
-            nearest = (unit(target_features) @ unit(features).T).argmax(axis=1)
+            nearest = (unit_rows(target_features) @ unit_rows(features).T).argmax(axis=1)
             estimates["nearest source agreement"] = float(np.mean(labels[nearest] == target_probs.argmax(axis=1)))
             estimates.update(in_distribution(target_probs, target_features, probs, features, labels))
         truth = np.tile(labels, len(pixels) // len(labels))

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from accuracy import cpu_model, gap_closed, publish, run_all, task_runs
+from tfuda.budget import MIN_STEPS
 
 
 def bottleneck_model(path: Path, width: int, seed: int) -> str:
@@ -47,7 +48,8 @@ def bottleneck_model(path: Path, width: int, seed: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps-list", default="100,300,1000", help="budgets of SHOT and TENT")
-    parser.add_argument("--source-steps", type=int, default=1200, help="steps of source-only, AdaMatch, oracle (the default budget on the built-in pairs)")
+    parser.add_argument("--source-steps", type=int, default=MIN_STEPS,
+                        help="steps of source-only, AdaMatch, oracle (the default budget on the built-in pairs: the floor)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--source", default="digits", help="labeled source of the source-only model")
     parser.add_argument("--target", default="digits-m", help="unlabeled target SHOT and TENT adapt to")

@@ -9,8 +9,8 @@
 For each task of `pipelines.builtin.SUITE` (labeled source -> unlabeled target; `--tasks` picks
 some, e.g. `--tasks mnist:digits,mnist:mnist-m`) trains each
 method, and an oracle (source-only on the *labeled* target training images, same pipeline and
-budget), at the default budget set by each task's target size (`tfuda.budget`) or `--steps`, in one sweep (`python -m tfuda.sweep`; finished runs in `--out` are reused). Prints, per
-task, each method's target accuracy on `TARGET:test` (never trained on: mean and range over the
+budget), at the default budget set by each task's target size (`tfuda.budget`) or `--steps`, in
+one sweep (`python -m tfuda.sweep`; finished runs in `--out` are reused). Prints, per task, each method's target accuracy on `TARGET:test` (never trained on: mean and range over the
 seeds), the gap closed (method - source-only) / (oracle - source-only) of the means, the steps
 and the wall time, with the CPU it ran on.
 `adamatch` aligns with the current batch's means (the default), `adamatch-running` with the

@@ -60,13 +60,13 @@ def rescore(run_dir: Path) -> tuple[dict[str, dict[str, float]], float]:
     from pipelines.run_data import RunData
     from tfuda.inference import predict_source
     from tfuda.rundir import RunDir
+    from tfuda.validate.advice import start_of
     from tfuda.validate.sample import TargetSample, expected_shares, score, source_prior
 
     run = RunDir(run_dir)
     config, model = run.config(), run.load_model()
     data = RunData(config, run.class_names(), f"run '{run_dir}'")
-    history = run.metrics().get("eval_history") or [{"step": None}]
-    start = history[0] if history[0]["step"] == 0 else {}  # as the run scored class_balance
+    start = start_of(run.metrics().get("eval_history") or []) or {}  # as the run scored class_balance
     expected = expected_shares(source_prior(data.source, len(data.class_names)), start.get("estimated_target_prior"))
     prior = expected / expected.sum()
     samples = {"train": data.target, "held-out": data.eval_target}

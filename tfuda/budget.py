@@ -55,9 +55,8 @@ def default_budget(target_images: int | None, batch_size: int) -> Budget:
         return Budget(MIN_STEPS, f"{MIN_STEPS} steps (the floor: the target's size is unknown; --steps sets it)")
     passes = int(PASSES * target_images / unlabeled_per_step + 0.5)
     steps = min(MAX_STEPS, max(MIN_STEPS, passes))
-    bound = {MIN_STEPS: f", the floor ({passes} steps would be {PASSES} passes)",
-             MAX_STEPS: f", the ceiling ({passes} steps would be {PASSES} passes)"}.get(steps, "") \
-        if steps != passes else ""
+    bound = "" if steps == passes else \
+        f", the {'floor' if steps == MIN_STEPS else 'ceiling'} ({passes} steps would be {PASSES} passes)"
     done = steps * unlabeled_per_step / target_images
     return Budget(steps, f"{steps} steps = {done:.0f} passes over the {target_images:,} unlabeled target images "
                          f"at {unlabeled_per_step} a step{bound}; --steps sets it")

@@ -198,7 +198,7 @@ class Config:
         pretrain, finetune = phases
         if pretrain is not None and finetune is not None:
             self.steps = pretrain + finetune
-        if self.steps is None:
+        elif self.steps is None:
             return  # set_steps derives them
         elif pretrain is not None:
             finetune = self.steps - pretrain

@@ -4,7 +4,11 @@ import json
 
 import pytest
 
-from tfuda.validate.advice import advice, still_rising
+from tfuda.validate.advice import advice, rising_span
+
+
+def still_rising(history):
+    return rising_span(history) is not None
 
 
 def history(*bnm, steps=(500, 1000, 1500, 2000), **extra):

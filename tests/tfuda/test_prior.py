@@ -81,3 +81,16 @@ def test_every_run_records_the_estimated_prior(tiny_run):
     assert len(prior) == 10 and sum(prior) == pytest.approx(1.0, abs=1e-4)
     assert all(len(e["estimated_target_prior"]) == 10 for e in metrics["eval_history"])
     assert metrics["eval_history"][-1]["estimated_target_prior"] == prior
+
+
+def test_a_resumed_run_takes_its_reference_from_its_recorded_start():
+    names = [str(k) for k in range(4)]
+    recorded = [{"step": 0, "estimated_target_prior": [0.7, 0.1, 0.1, 0.1]}, {"step": 500}]
+    check = TargetValidation(Fixed(), None, names, from_model=True)
+    check.resume(recorded)
+    assert check.reference.tolist() == [0.7, 0.1, 0.1, 0.1] and not check.from_model
+    piled = np.eye(4)[[0] * 7 + [1, 2, 3]] * 0.9 + 0.025  # '0' 70%: as its reference share, 7x its source share
+    assert check(piled)[1] is None
+    scratch = TargetValidation(Fixed(), None, names)
+    scratch.resume([{"step": 500, "estimated_target_prior": [0.7, 0.1, 0.1, 0.1]}])  # no start entry
+    assert scratch.reference is None and scratch(piled)[1] is not None

@@ -236,8 +236,12 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self.evaluate_start and (self.evaluators or self.validate):
             self._evaluate_and_log(0, self.model.ema.average)  # the model as given, before any `prepare`
-            if self.record is not None:
-                write_json_atomic(self.record, {"history": self.history, "alarms": self.alarms})
+            self._save_record()
+
+    def _save_record(self) -> None:
+        """Writes `history` and `alarms` to `record` (when given)."""
+        if self.record is not None:
+            write_json_atomic(self.record, {"history": self.history, "alarms": self.alarms})
 
     def _evaluate_and_log(self, step: int, model: keras.Model) -> str | None:
         """Evaluates `model` as the one of `step`: logged, printed and kept in `history`;
@@ -266,8 +270,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         if alarm:
             self.alarms.append({"step": step, "message": alarm})
             self.progress.message(f"warning: collapse alarm at step {step}: {alarm}")
-        if self.record is not None:
-            write_json_atomic(self.record, {"history": self.history, "alarms": self.alarms})
+        self._save_record()
         if alarm:
             if self.on_collapse != "warn":
                 raise Collapsed(step, alarm, self.on_collapse, logs[WALL_TIME])

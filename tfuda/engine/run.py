@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from pipelines.augment import Augment
@@ -374,9 +373,8 @@ def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method:
                                          config.eval_every, config.steps, scalars, progress, config.on_collapse,
                                          selection if chief else None, run.evaluations_file if chief else None,
                                          start_step, prepare, evaluate_start=from_model)
-    start = evaluation.history[0] if evaluation.history and evaluation.history[0]["step"] == 0 else {}
-    if validate is not None and start.get("estimated_target_prior"):  # resumed: its start's estimate
-        validate.reference, validate.from_model = np.asarray(start["estimated_target_prior"]), False
+    if validate is not None:
+        validate.resume(evaluation.history)
     # The evaluation runs before the checkpoint of its step, so a collapse that stops the run is
     # never checkpointed.
     callbacks = [*method.callbacks(trainer.classifier, target, spec), loop.NonFiniteGuard(), progress, scalars,

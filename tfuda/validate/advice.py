@@ -39,9 +39,9 @@ def rising_span(history: list[dict], key: str = WATCHED) -> list[dict] | None:
     return None
 
 
-def still_rising(history: list[dict], key: str = WATCHED) -> bool:
-    """Whether `key` was still rising at the end of the run (`rising_span`)."""
-    return rising_span(history, key) is not None
+def start_of(history: list[dict]) -> dict | None:
+    """The evaluation of the model a run started from (its step-0 entry), or None."""
+    return history[0] if history and history[0]["step"] == 0 else None
 
 
 def advice(history: list[dict], steps: int) -> list[str]:
@@ -59,7 +59,7 @@ def advice(history: list[dict], steps: int) -> list[str]:
         lines.append(f"advice: the label-free scores were still rising at the end (bnm {trail} at steps "
                      f"{', '.join(str(e['step']) for e in recent)}): the run is likely not done; try --steps "
                      f"{2 * steps} (a new run, or --resume --steps {2 * steps} to continue this one)")
-    start = history[0] if history and history[0]["step"] == 0 else None
+    start = start_of(history)
     key = "eval/source_accuracy"
     if start is not None and start.get(key) is not None and history[-1].get(key) is not None:
         before, after = start[key], history[-1][key]

@@ -9,6 +9,7 @@ from pipelines.feeds import first_images
 from pipelines.sources import Source
 from tfuda.inference import features_fn
 from tfuda.validate import VALIDATORS
+from tfuda.validate.advice import start_of
 from tfuda.validate.alarm import collapse_alarm
 from tfuda.validate.prior import estimate_prior
 
@@ -85,22 +86,23 @@ class TargetValidation:
       class_names: for the alarm's message.
       from_model: the first call is on the model the run starts from (its estimate becomes the
         reference).
-      reference: the reference of a resumed run (its start's estimate), else None.
     """
 
     def __init__(self, sample: TargetSample, source_prior: np.ndarray | None, class_names: list[str],
-                 from_model: bool = False, reference: np.ndarray | None = None):
+                 from_model: bool = False):
         self.sample, self.class_names, self.from_model = sample, list(class_names), from_model
         classes = len(self.class_names)
         self.source_prior = np.full(classes, 1.0 / classes) if source_prior is None else np.asarray(source_prior)
-        self.reference = None if reference is None else np.asarray(reference, np.float64)
+        self.reference: np.ndarray | None = None
+
+    def resume(self, history: list[dict]) -> None:
+        """Continues a resumed run: its reference is the estimate recorded at its start (`start_of`)."""
+        start = start_of(history)
+        if start is not None and start.get("estimated_target_prior"):
+            self.reference, self.from_model = np.asarray(start["estimated_target_prior"], np.float64), False
 
     def __call__(self, model: keras.Model) -> tuple[dict[str, float], str | None, np.ndarray]:
         probs, features = self.sample.outputs(model)
-        return self.judge(probs, features)
-
-    def judge(self, probs: np.ndarray, features: np.ndarray) -> tuple[dict[str, float], str | None, np.ndarray]:
-        """What `__call__` returns, from a model's `TargetSample.outputs`."""
         estimate = estimate_prior(probs, self.source_prior)
         expected = expected_shares(self.source_prior, self.reference)
         if self.reference is None and self.from_model:

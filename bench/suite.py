@@ -1,6 +1,7 @@
 """Every method on every built-in shift: target accuracy and the fraction of the source-only -> oracle gap closed.
 
-    python bench/suite.py [--methods source-only,adamatch,adamatch-running,adamatch-wd,adamatch-nesterov,
+    python bench/suite.py [--methods source-only,adamatch,adamatch-running,adamatch-prior,adamatch-in,source-only-in,
+                                    adamatch-wd,adamatch-nesterov,
                                     fixmatch,dann,contrastive]
                           [--tasks SOURCE:TARGET,...] [--steps N] [--batch-size 8] [--seeds 0]
                           [--out bench/out/suite]
@@ -14,7 +15,9 @@ one sweep (`python -m tfuda.sweep`; finished runs in `--out` are reused). Prints
 seeds), the gap closed (method - source-only) / (oracle - source-only) of the means, the steps
 and the wall time, with the CPU it ran on.
 `adamatch` aligns with the current batch's means (the default), `adamatch-running` with the
-official code's running statistics (`--method-arg alignment=running`); `adamatch-wd` is AdaMatch
+official code's running statistics (`--method-arg alignment=running`), `adamatch-prior` with the
+target prior estimated online (`--method-arg alignment=prior`); `adamatch-in` and `source-only-in`
+train `--model cnn-small-in` (instance-normalised input); `adamatch-wd` is AdaMatch
 with the official code's weight decay 0.001 instead of tfuda's 5e-4, `adamatch-nesterov` with
 Nesterov momentum instead of the official (and default) plain momentum. (The README's tables were
 measured while `running` was the default, as `adamatch`, `adamatch-batch` and `adamatch-wd` =
@@ -39,6 +42,9 @@ VARIANTS = {
     "source-only": {"method": "source-only"},
     "adamatch": {"method": "adamatch"},
     "adamatch-running": {"method": "adamatch", "method_args.alignment": "running"},
+    "adamatch-prior": {"method": "adamatch", "method_args.alignment": "prior"},
+    "adamatch-in": {"method": "adamatch", "model": "cnn-small-in"},
+    "source-only-in": {"method": "source-only", "model": "cnn-small-in"},
     "adamatch-wd": {"method": "adamatch", "weight_decay": 0.001},
     "adamatch-nesterov": {"method": "adamatch", "momentum": "nesterov"},
     "fixmatch": {"method": "fixmatch"},

@@ -48,8 +48,46 @@ def test_adamatch_aligns_with_batch_means_by_default_and_running_statistics_on_r
     np.testing.assert_allclose(batch.class_distributions(p_x, p_u)[0], [0.8, 0.1, 0.1])
     source, _ = running.class_distributions(p_x, p_u)  # barely moves from uniform (decay 0.999)
     np.testing.assert_allclose(source, 0.999 / 3 + 0.001 * np.array([0.8, 0.1, 0.1]), rtol=1e-5)
-    with pytest.raises(UserError, match="alignment=mean: choose running or batch"):
+    with pytest.raises(UserError, match="alignment=mean: choose running, batch, prior"):
         complete_for_method(Config(method_args={"alignment": "mean"}).validate(), set())
+
+
+def test_the_online_prior_converges_to_the_batch_em_estimate():
+    from tfuda.methods.target_prior import TargetPrior
+    from tfuda.validate.prior import estimate_prior
+
+    # Calibrated posteriors of a 3-class target whose prior (0.7, 0.2, 0.1) differs from the
+    # source's (uniform); the posteriors' mean (0.5, 0.3, 0.2) is not the prior.
+    rng = np.random.default_rng(0)
+    labels = rng.choice(3, size=600, p=[0.7, 0.2, 0.1])
+    probs = np.full((600, 3), 0.25) + 0.25 * np.eye(3)[labels]
+    probs = (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+    expected = estimate_prior(probs)
+    prior = TargetPrior(3, decay=0.0)  # decay 0, full batch: each update is one batch EM step
+    for _ in range(300):
+        estimate = prior.update(tf.constant([1 / 3] * 3), tf.constant(probs)).numpy()
+    np.testing.assert_allclose(estimate, expected, atol=1e-3)
+    assert abs(estimate[0] - probs[:, 0].mean()) > 0.1
+    # With decay, a stream of batches gets there too.
+    streamed = TargetPrior(3, decay=0.9)
+    for step in range(2000):
+        rows = probs[(step * 30) % 600:(step * 30) % 600 + 30]
+        estimate = streamed.update(tf.constant([1 / 3] * 3), tf.constant(rows)).numpy()
+    np.testing.assert_allclose(estimate, expected, atol=0.05)
+    assert TargetPrior.from_config(streamed.get_config()).decay == 0.9
+
+
+def test_prior_alignment_pulls_target_predictions_to_the_estimated_prior_not_the_source_mean():
+    model = build_model("cnn-small", 3, 8)
+    method = AdaMatch(alignment="prior")
+    method.build(model)
+    assert [layer.name for layer in method.extra_layers] == ["target_prior"]
+    method.statistics.target_prior.assign([0.6, 0.3, 0.1])
+    p_x, p_u = tf.constant([[1 / 3] * 3]), tf.constant([[0.2, 0.2, 0.6], [0.3, 0.3, 0.4]])
+    prior, target_mean = method.class_distributions(p_x, p_u)
+    # One EM step away from the estimate it had, not the source's uniform mean.
+    assert prior.numpy()[0] > 0.55 and prior.numpy()[2] < 0.15
+    np.testing.assert_allclose(target_mean, [0.25, 0.25, 0.5])
 
 
 def test_the_running_statistics_are_checkpointed(tmp_path):

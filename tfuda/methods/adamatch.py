@@ -12,7 +12,10 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    built-in suite: README "Built-in suite of shifts") or, as in the official code
    (`alignment=running`), an exponential moving average (decay 0.999) of the batch means E[p_x]
    and the mean of the last 128 batch means E[p_u], both starting from uniform
-   (`AlignmentStatistics`, checkpointed).
+   (`AlignmentStatistics`, checkpointed). `alignment=prior` (not in the paper) aligns to the
+   target's own class prior instead of the source's: m_x is replaced by a running EM estimate
+   of the target prior (`tfuda.methods.target_prior`), for targets whose class proportions
+   differ from the source's (label shift).
 3. Relative confidence threshold. c_tau = tau * E[max_k p_x]; mask = max_k p~_u >= c_tau;
    hard pseudo-labels y^_u = argmax_k p~_u (no gradient through 2-3).
 4. Loss. L_source = (CE(y, z_x,w) + CE(y, z_x,s)) / 2; L_target = E[mask * CE(y^_u, z'_u,s)];
@@ -30,6 +33,7 @@ import tensorflow as tf
 from pipelines.augment import unit_uniform
 from pipelines.errors import UserError
 from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
+from tfuda.methods.target_prior import TargetPrior
 from tfuda.models.common import batch_norm_layers, num_classes_of
 
 
@@ -119,8 +123,9 @@ def source_only_logits(model: keras.Model, images: tf.Tensor) -> tf.Tensor:
     return logits
 
 
-ALIGNMENTS = ("running", "batch")
-"""`alignment` choices: the official running statistics, or the current batch's means."""
+ALIGNMENTS = ("running", "batch", "prior")
+"""`alignment` choices: the official running statistics, the current batch's means, or the target
+prior estimated online."""
 
 
 class AdaMatch(Method):
@@ -131,7 +136,8 @@ class AdaMatch(Method):
         least tau x the mean top-1 confidence on the source batch.
       lambda_u: weight of the target loss (warmed up over the first half of the run).
       alignment: distribution alignment of the target predictions: `batch` (the current batch's
-        mean source and target predictions) or `running` (the official code's running statistics).
+        mean source and target predictions), `running` (the official code's running statistics) or
+        `prior` (the target batch's mean to the running EM estimate of the target's class prior).
     """
 
     name = "adamatch"
@@ -142,25 +148,30 @@ class AdaMatch(Method):
 
     def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch"):
         if alignment not in ALIGNMENTS:
-            raise UserError(f"--method-arg alignment={alignment}: choose {' or '.join(ALIGNMENTS)}")
+            raise UserError(f"--method-arg alignment={alignment}: choose {', '.join(ALIGNMENTS)}")
         self.tau = tau
         self.lambda_u = lambda_u
         self.alignment = alignment
-        self.statistics: AlignmentStatistics | None = None
+        self.statistics: AlignmentStatistics | TargetPrior | None = None
 
     def build(self, model: keras.Model) -> None:
         if self.alignment == "running":
             self.statistics = AlignmentStatistics(num_classes_of(model), name="alignment_statistics")
+        elif self.alignment == "prior":
+            self.statistics = TargetPrior(num_classes_of(model), name="target_prior")
 
     @property
     def extra_layers(self):
         return [self.statistics] if self.statistics is not None else []
 
     def class_distributions(self, p_source: tf.Tensor, p_target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """`(m_x, m_u)` `[K]` of step 2 from this step's `[B, K]` / `[U, K]` predictions."""
+        """`(m_x, m_u)` `[K]` of step 2 from this step's `[B, K]` / `[U, K]` predictions (m_x: the
+        estimated target prior for `alignment=prior`)."""
         source_mean, target_mean = tf.reduce_mean(p_source, 0), tf.reduce_mean(p_target, 0)
         if self.statistics is None:
             return source_mean, target_mean
+        if isinstance(self.statistics, TargetPrior):
+            return self.statistics.update(source_mean, p_target), target_mean
         return self.statistics.update(source_mean, target_mean)
 
     def loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:

@@ -1,7 +1,7 @@
 """Every method on every built-in shift: target accuracy and the fraction of the source-only -> oracle gap closed.
 
-    python bench/suite.py [--methods source-only,adamatch,adamatch-running,adamatch-prior,adamatch-in,source-only-in,
-                                    adamatch-wd,adamatch-nesterov,
+    python bench/suite.py [--methods source-only,adamatch,adamatch-running,adamatch-prior,adamatch-entropy,
+                                    adamatch-in,source-only-in,adamatch-wd,adamatch-nesterov,
                                     fixmatch,dann,contrastive]
                           [--tasks SOURCE:TARGET,...] [--steps N] [--batch-size 8] [--seeds 0]
                           [--out bench/out/suite]
@@ -16,8 +16,9 @@ seeds), the gap closed (method - source-only) / (oracle - source-only) of the me
 and the wall time, with the CPU it ran on.
 `adamatch` aligns with the current batch's means (the default), `adamatch-running` with the
 official code's running statistics (`--method-arg alignment=running`), `adamatch-prior` with the
-target prior estimated online (`--method-arg alignment=prior`); `adamatch-in` and `source-only-in`
-train `--model cnn-small-in` (instance-normalised input); `adamatch-wd` is AdaMatch
+target prior estimated online (`--method-arg alignment=prior`); `adamatch-entropy` adds the
+target predictions' conditional entropy (`--method-arg entropy=0.1`); `adamatch-in` and
+`source-only-in` train `--model cnn-small-in` (instance-normalised input); `adamatch-wd` is AdaMatch
 with the official code's weight decay 0.001 instead of tfuda's 5e-4, `adamatch-nesterov` with
 Nesterov momentum instead of the official (and default) plain momentum. (The README's tables were
 measured while `running` was the default, as `adamatch`, `adamatch-batch` and `adamatch-wd` =
@@ -44,6 +45,7 @@ VARIANTS = {
     "adamatch-running": {"method": "adamatch", "method_args.alignment": "running"},
     "adamatch-prior": {"method": "adamatch", "method_args.alignment": "prior"},
     "adamatch-in": {"method": "adamatch", "model": "cnn-small-in"},
+    "adamatch-entropy": {"method": "adamatch", "method_args.entropy": 0.1},
     "source-only-in": {"method": "source-only", "model": "cnn-small-in"},
     "adamatch-wd": {"method": "adamatch", "weight_decay": 0.001},
     "adamatch-nesterov": {"method": "adamatch", "momentum": "nesterov"},

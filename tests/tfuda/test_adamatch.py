@@ -162,3 +162,13 @@ def test_adamatch_loss_logs_and_masks():
     assert float(logs["monitors/target_weight"]) == pytest.approx(1.0)
     assert 0.0 <= float(logs["monitors/mask_rate"]) <= 1.0
     assert float(loss) == pytest.approx(float(logs["losses/source"]) + float(logs["losses/target"]), rel=1e-5)
+    assert "losses/entropy" not in logs
+
+    # The conditional-entropy term: w x the mean entropy of the weak target view, warmed up.
+    # Same model state and seed, so the other terms are those of the call above.
+    weighted = AdaMatch(entropy=0.5)
+    loss_w, logs_w = weighted.loss(model, batch, tf.constant(0.5))
+    entropy = float(logs_w["losses/entropy"])
+    assert 0.0 < entropy <= np.log(3) + 1e-6
+    assert float(loss_w) == pytest.approx(float(logs_w["losses/source"]) + float(logs_w["losses/target"])
+                                          + 0.5 * entropy, rel=1e-5)

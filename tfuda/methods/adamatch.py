@@ -142,9 +142,10 @@ class AdaMatch(Method):
       lambda_u: weight of the target loss (warmed up over the first half of the run).
       alignment: distribution alignment of the target predictions: `batch` (the current batch's
         mean source and target predictions), `running` (the official code's running statistics) or
-        `prior` (the target batch's mean to the running EM estimate of the target's class prior).
+        `prior` (the target batch's mean to the running EM estimate of the target's class prior;
+        it collapsed on the suite: docs/methods/adamatch.md).
       entropy: weight of the conditional entropy of the target predictions (0: off), warmed up
-        like the target loss.
+        like the target loss (it hurt the long-tailed target on the suite).
     """
 
     name = "adamatch"

@@ -149,8 +149,8 @@ def test_a_run_keeps_its_hyper_parameters_when_a_default_changes(tmp_path, monke
     prepare_run(cli("--steps", "4", "--method-arg", "tau=0.8"))
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["method_args"]
     assert recorded == {"tau": 0.8, "lambda_u": 1.0, "alignment": "batch", "entropy": 0.0}  # the defaults too
-    tau, lambda_u, _ = AdaMatch.__init__.__defaults__
-    monkeypatch.setattr(AdaMatch.__init__, "__defaults__", (tau, lambda_u, "running"))  # a later release
+    tau, lambda_u, _, entropy = AdaMatch.__init__.__defaults__
+    monkeypatch.setattr(AdaMatch.__init__, "__defaults__", (tau, lambda_u, "running", entropy))  # a later release
     for argv in [(), ("--method-arg", "tau=0.80")]:  # the same value, written differently
         config, _, resume_from = prepare_run(cli("--resume", "--steps", "8", *argv))
         assert resume_from is not None and config.steps == 8

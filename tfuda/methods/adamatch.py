@@ -38,8 +38,8 @@ from pipelines.augment import unit_uniform
 from pipelines.errors import UserError
 from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
 from tfuda.methods.target_prior import TargetPrior
-from tfuda.validate.entropy import entropies
 from tfuda.models.common import batch_norm_layers, num_classes_of
+from tfuda.validate.entropy import entropies
 
 
 def align_distribution(p_target: tf.Tensor, source_mean: tf.Tensor, target_mean: tf.Tensor,

@@ -32,24 +32,20 @@ class InstanceStandardization(keras.layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-INPUTS = ("scale", "instance")
-"""`build_cnn_small` input normalisations: a fixed 0..255 -> -1..1, or `InstanceStandardization`."""
-
-
-def build_cnn_small(num_classes: int, image_size: int, input_norm: str = "scale") -> keras.Model:
+def build_cnn_small(num_classes: int, image_size: int, instance_norm: bool = False) -> keras.Model:
     """Two 3x3 conv-BN-ReLU per stage at widths 32/64/128, max-pool between, global average pool.
 
     Args:
       num_classes: output classes.
       image_size: input side S (>= 8).
-      input_norm: one of `INPUTS`.
+      instance_norm: `InstanceStandardization` at the input instead of a fixed 0..255 -> -1..1.
 
     Returns:
       Functional model float32 `[B, S, S, 3]` (0..255) -> logits `[B, num_classes]`, with a
       128-d `embedding` layer.
     """
     inputs = image_input(image_size)
-    if input_norm == "instance":
+    if instance_norm:
         x = InstanceStandardization(name="scale")(inputs)
     else:
         x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)

@@ -15,7 +15,7 @@ from tfuda.models.wrn import build_wrn
 
 MODELS: dict[str, Callable[..., keras.Model]] = {
     "cnn-small": lambda num_classes, image_size, weights=None: build_cnn_small(num_classes, image_size),
-    "cnn-small-in": lambda num_classes, image_size, weights=None: build_cnn_small(num_classes, image_size, "instance"),
+    "cnn-small-in": lambda num_classes, image_size, weights=None: build_cnn_small(num_classes, image_size, instance_norm=True),
     "wrn-28-2": lambda num_classes, image_size, weights=None: build_wrn(num_classes, image_size, 28, 2),
     **{name: functools.partial(build_application, name) for name in APPLICATIONS},
 }

@@ -90,6 +90,52 @@ def test_prior_alignment_pulls_target_predictions_to_the_estimated_prior_not_the
     np.testing.assert_allclose(target_mean, [0.25, 0.25, 0.5])
 
 
+def test_realign_switches_from_the_source_mean_to_the_frozen_estimate():
+    from pipelines.errors import UserError
+    from tfuda.validate.prior import estimate_prior
+
+    model = build_model("cnn-small", 3, 8)
+    method = AdaMatch(realign=0.5)
+    method.build(model)
+    prior = method.frozen_prior
+    source_mean = tf.constant([0.5, 0.3, 0.2])
+    np.testing.assert_allclose(method.realigned(source_mean), source_mean)  # before the estimate
+    np.testing.assert_allclose(prior.source_prior.numpy(), 0.99 / 3 + 0.01 * source_mean.numpy(), rtol=1e-5)
+    # Target posteriors of a target whose prior is (0.7, 0.2, 0.1), estimated against the
+    # tracked source prior: `estimate_prior`'s EM.
+    labels = np.random.default_rng(0).choice(3, size=600, p=[0.7, 0.2, 0.1])
+    probs = np.full((600, 3), 0.25) + 0.25 * np.eye(3)[labels]
+    probs /= probs.sum(1, keepdims=True)
+    prior.source_prior.assign([0.4, 0.3, 0.3])
+    estimate = prior.estimate(probs)
+    np.testing.assert_allclose(estimate, estimate_prior(probs, np.array([0.4, 0.3, 0.3])), atol=1e-6)
+    assert estimate[0] > 0.6 and float(prior.estimated.numpy()) == 1.0
+    np.testing.assert_allclose(method.realigned(source_mean), estimate, rtol=1e-5)
+    np.testing.assert_allclose(prior.source_prior.numpy(), [0.4, 0.3, 0.3])  # no longer tracked
+    with pytest.raises(UserError, match="realign"):
+        AdaMatch(alignment="prior", realign=0.2)
+    with pytest.raises(UserError, match="realign=1.0"):
+        AdaMatch(realign=1.0)
+
+
+def test_a_realigned_run_estimates_the_prior_from_its_ema_model_and_checkpoints_it(tmp_path):
+    from tests.conftest import TINY_RUN_ARGS
+    from tfuda.train import main
+
+    run = tmp_path / "realign"
+    assert main([*TINY_RUN_ARGS, "--method-arg", "realign=0.5", "--no-report", "--out", str(run)]) == 0
+    checkpoints = sorted(run.glob("checkpoints/ckpt-*.index"))
+    saved = {}
+    for index in checkpoints:  # step 3 (before the estimate at step 3) and step 6 (after)
+        path = str(index)[:-len(".index")]
+        names = [name for name, _ in tf.train.list_variables(path) if "method_0" in name]
+        saved[path] = {name.split("/")[-3]: tf.train.load_variable(path, name) for name in names}
+    first, last = (saved[k] for k in sorted(saved, key=lambda k: int(k.rsplit("-", 1)[1])))
+    assert first["estimated"] == 0.0 and last["estimated"] == 1.0
+    np.testing.assert_allclose(first["target_prior"], 0.1)
+    assert abs(last["target_prior"].sum() - 1.0) < 1e-5 and not np.allclose(last["target_prior"], 0.1)
+
+
 def test_the_running_statistics_are_checkpointed(tmp_path):
     from tests.conftest import TINY_RUN_ARGS
     from tfuda.train import main

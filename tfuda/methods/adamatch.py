@@ -15,7 +15,11 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    (`AlignmentStatistics`, checkpointed). `alignment=prior` (not in the paper) aligns to the
    target's own class prior instead of the source's: m_x is replaced by a running EM estimate
    of the target prior (`tfuda.methods.target_prior`), for targets whose class proportions
-   differ from the source's (label shift).
+   differ from the source's (label shift). With `realign` = F > 0 (not in the paper), from step
+   ceil((1 - F) T) on m_x is the target prior that the EMA model of that step estimates by EM on
+   the unlabeled target sample, frozen (`FrozenPrior`): the adapted model's estimate, which is
+   close to the truth where the source-trained model's and the online one are not
+   (docs/methods/adamatch.md).
 3. Relative confidence threshold. c_tau = tau * E[max_k p_x]; mask = max_k p~_u >= c_tau;
    hard pseudo-labels y^_u = argmax_k p~_u (no gradient through 2-3).
 4. Loss. L_source = (CE(y, z_x,w) + CE(y, z_x,s)) / 2; L_target = E[mask * CE(y^_u, z'_u,s)];
@@ -37,9 +41,10 @@ import tensorflow as tf
 from pipelines.augment import unit_uniform
 from pipelines.errors import UserError
 from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
-from tfuda.methods.target_prior import TargetPrior
+from tfuda.methods.target_prior import EstimatePrior, FrozenPrior, TargetPrior
 from tfuda.models.common import batch_norm_layers, num_classes_of
 from tfuda.validate.entropy import entropies
+from tfuda.validate.sample import TargetSample
 
 
 def align_distribution(p_target: tf.Tensor, source_mean: tf.Tensor, target_mean: tf.Tensor,
@@ -146,6 +151,9 @@ class AdaMatch(Method):
         it collapsed on the suite: docs/methods/adamatch.md).
       entropy: weight of the conditional entropy of the target predictions (0: off), warmed up
         like the target loss (it hurt the long-tailed target on the suite).
+      realign: fraction F of the run, at its end, whose alignment targets the target class prior
+        estimated by the EMA model when it begins (0: off; with `batch` or `running` alignment).
+      realign_images: target images the prior is estimated on (a fixed, seeded sample).
     """
 
     name = "adamatch"
@@ -154,24 +162,42 @@ class AdaMatch(Method):
     default_uratio = 3
     default_momentum = "plain"  # the official code's (objax Momentum); measured on the suite, see README
 
-    def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch", entropy: float = 0.0):
+    def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch", entropy: float = 0.0,
+                 realign: float = 0.0, realign_images: int = 4096):
         if alignment not in ALIGNMENTS:
             raise UserError(f"--method-arg alignment={alignment}: choose {', '.join(ALIGNMENTS)}")
+        if not 0.0 <= realign < 1.0 or realign_images < 1:
+            raise UserError(f"--method-arg realign={realign}, realign_images={realign_images}: realign is a fraction "
+                            "of the run in [0, 1) and realign_images >= 1")
+        if realign and alignment == "prior":
+            raise UserError("--method-arg realign: aligns to an estimated prior already with alignment=prior; "
+                            "use alignment=batch or running")
         self.tau = tau
         self.lambda_u = lambda_u
         self.alignment = alignment
         self.entropy = entropy
+        self.realign, self.realign_images = realign, realign_images
         self.statistics: AlignmentStatistics | TargetPrior | None = None
+        self.frozen_prior: FrozenPrior | None = None
 
     def build(self, model: keras.Model) -> None:
         if self.alignment == "running":
             self.statistics = AlignmentStatistics(num_classes_of(model), name="alignment_statistics")
         elif self.alignment == "prior":
             self.statistics = TargetPrior(num_classes_of(model), name="target_prior")
+        if self.realign:
+            self.frozen_prior = FrozenPrior(num_classes_of(model), name="frozen_prior")
 
     @property
     def extra_layers(self):
-        return [self.statistics] if self.statistics is not None else []
+        return [layer for layer in (self.statistics, self.frozen_prior) if layer is not None]
+
+    def callbacks(self, classifier, target, spec) -> list[keras.callbacks.Callback]:
+        if self.frozen_prior is None:
+            return []
+        sample = TargetSample(target, min(self.realign_images, target.info.num_examples or self.realign_images),
+                              spec.image_size, spec.seed)
+        return [EstimatePrior(self.frozen_prior, sample, self.realign)]
 
     def class_distributions(self, p_source: tf.Tensor, p_target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`(m_x, m_u)` `[K]` of step 2 from this step's `[B, K]` / `[U, K]` predictions (m_x: the
@@ -182,6 +208,15 @@ class AdaMatch(Method):
         if isinstance(self.statistics, TargetPrior):
             return self.statistics.update(source_mean, p_target), target_mean
         return self.statistics.update(source_mean, target_mean)
+
+    def realigned(self, source_mean: tf.Tensor) -> tf.Tensor:
+        """m_x `[K]` of step 2: `source_mean`, or the frozen target prior once it is estimated
+        (`realign`); until then the source's mean prediction is tracked as the prior the EM
+        estimate starts from."""
+        if self.frozen_prior is None:
+            return source_mean
+        self.frozen_prior.track(source_mean)
+        return tf.where(self.frozen_prior.estimated > 0.5, self.frozen_prior.target_prior, source_mean)
 
     def loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
         src, tgt = batch["source"], batch["target"]
@@ -198,7 +233,8 @@ class AdaMatch(Method):
 
         p_x = tf.nn.softmax(tf.stop_gradient(logits_x_weak))
         p_u_raw = tf.nn.softmax(tf.stop_gradient(logits_u_weak))
-        p_u = align_distribution(p_u_raw, *self.class_distributions(p_x, p_u_raw))
+        source_mean, target_mean = self.class_distributions(p_x, p_u_raw)
+        p_u = align_distribution(p_u_raw, self.realigned(source_mean), target_mean)
         threshold = relative_threshold(p_x, self.tau)
         pseudo_labels = tf.argmax(p_u, axis=1)
         mask = tf.cast(tf.reduce_max(p_u, axis=1) >= threshold, tf.float32)

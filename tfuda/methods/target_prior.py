@@ -1,6 +1,10 @@
-"""The target's class prior, estimated online during training: one stochastic EM step a batch
-(Saerens et al. 2002, the estimator of `tfuda.validate.prior`), for AdaMatch's label-shift-aware
-distribution alignment (`--method-arg alignment=prior`).
+"""The target's class prior for AdaMatch's label-shift-aware distribution alignment, estimated
+without target labels by EM (Saerens et al. 2002, the estimator of `tfuda.validate.prior`):
+
+- `TargetPrior` (`--method-arg alignment=prior`): online, one stochastic EM step a batch.
+- `FrozenPrior` (`--method-arg realign=F`): once, from the EMA model's predictions on the
+  unlabeled target sample when the last fraction F of the run begins (`EstimatePrior`), then
+  frozen; the run's other steps align to the source's class proportions as usual.
 
 Per step, with the source batch's mean prediction m_x `[K]` and the target batch's predictions
 p `[U, K]`:
@@ -14,8 +18,14 @@ With d = 0 and the same p every step this is the batch EM of `tfuda.validate.pri
 
 from __future__ import annotations
 
+import math
+
 import keras
+import numpy as np
 import tensorflow as tf
+
+from tfuda.validate.prior import estimate_prior
+from tfuda.validate.sample import TargetSample
 
 
 class TargetPrior(keras.layers.Layer):
@@ -51,3 +61,63 @@ class TargetPrior(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_classes": self.num_classes, "decay": self.decay}
+
+
+class FrozenPrior(keras.layers.Layer):
+    """A target class prior estimated once, and the source prior it was estimated against.
+
+    Args:
+      num_classes: K.
+      decay: weight of the past in the running mean of the source batches' mean prediction
+        (`track`; 0.99: about 100 steps).
+
+    Non-trainable float32 weights, checkpointed with the run: `source_prior` `[K]` (the
+    running mean of the source predictions, starting uniform: the proportions the model's
+    target predictions are aligned to before the estimate), `target_prior` `[K]` and
+    `estimated` (0 before the estimate, 1 after); each replica's update is averaged.
+    """
+
+    def __init__(self, num_classes: int, decay: float = 0.99, **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32"})
+        self.num_classes, self.decay = num_classes, decay
+        uniform = keras.initializers.Constant(1.0 / num_classes)
+        self.source_prior = self.add_weight(shape=(num_classes,), initializer=uniform, trainable=False,
+                                            aggregation="mean", name="source_prior")
+        self.target_prior = self.add_weight(shape=(num_classes,), initializer=uniform, trainable=False,
+                                            aggregation="mean", name="target_prior")
+        self.estimated = self.add_weight(shape=(), initializer="zeros", trainable=False, aggregation="mean",
+                                         name="estimated")
+
+    def track(self, source_batch_mean: tf.Tensor) -> None:
+        """Adds a source batch's mean prediction `[K]` to `source_prior` (until the estimate)."""
+        source = self.decay * self.source_prior + (1.0 - self.decay) * source_batch_mean
+        self.source_prior.assign(tf.where(self.estimated > 0.5, self.source_prior, source))
+
+    def estimate(self, probs: np.ndarray) -> np.ndarray:
+        """Sets `target_prior` to the EM estimate from target posteriors `[N, K]` (trained under
+        `source_prior`) and marks it estimated; returns it, float64 `[K]`."""
+        prior = estimate_prior(probs, self.source_prior.numpy())
+        self.target_prior.assign(prior.astype(np.float32))
+        self.estimated.assign(1.0)
+        return prior
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_classes": self.num_classes, "decay": self.decay}
+
+
+class EstimatePrior(keras.callbacks.Callback):
+    """Sets `prior` from the EMA model's predictions on `sample` before the first step of the
+    run's last `fraction` (step ceil((1 - fraction) T) of `self.model`, the `TrainingModel`),
+    or before the first step of a resumed run that is past it without an estimate."""
+
+    def __init__(self, prior: FrozenPrior, sample: TargetSample, fraction: float):
+        super().__init__()
+        self.prior, self.sample, self.fraction = prior, sample, fraction
+
+    def on_train_begin(self, logs=None):
+        self.start = math.ceil((1.0 - self.fraction) * self.model.total_steps)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch >= self.start and float(self.prior.estimated.numpy()) < 0.5:
+            probs, _ = self.sample.outputs(self.model.ema.average)
+            self.prior.estimate(probs)

@@ -91,10 +91,13 @@ def rank(entries: list[Entry], by: str) -> list[Entry]:
     return sorted(scored, key=lambda e: (e.alarm, -e.scores[by])) + rest
 
 
-def verdict(ranked: list[Entry], by: str) -> str | None:
-    """Did adaptation help, by the label-free ranking? Compares the best adapted run with the best
-    source-only run of the sweep (None when the sweep has no usable run of either kind)."""
-    usable = [e for e in ranked if e.score(by) is not None]
+def domains(entry: Entry) -> tuple[str, str]:
+    """The run's `(source, target)` data sets."""
+    return entry.point.flags.get("source", Config.source), entry.point.flags.get("target", Config.target)
+
+
+def pair_verdict(usable: list[Entry], by: str) -> str | None:
+    """`verdict` for the ranked, scored runs of one domain pair."""
     baseline = next((e for e in usable if e.source_only), None)
     adapted = next((e for e in usable if not e.source_only), None)
     if baseline is None or adapted is None:
@@ -106,6 +109,19 @@ def verdict(ranked: list[Entry], by: str) -> str | None:
             f"({baseline.scores[by]:.4f}) ranks above every adapted run"
             + (" (whose models raised the collapse alarm)" if all(e.alarm for e in usable if not e.source_only)
                else ""))
+
+
+def verdict(ranked: list[Entry], by: str) -> str | None:
+    """Did adaptation help, by the label-free ranking? For each domain pair of the sweep, compares
+    its best adapted run with its best source-only run; runs trained on their own target
+    (source = target: labeled, not adapted) take no part. One line per pair that has both kinds
+    (prefixed `SOURCE → TARGET: ` when the sweep has several pairs); None when no pair has both."""
+    usable = [e for e in ranked if e.score(by) is not None and domains(e)[0] != domains(e)[1]]
+    pairs = list(dict.fromkeys(domains(e) for e in usable))
+    said = {pair: pair_verdict([e for e in usable if domains(e) == pair], by) for pair in pairs}
+    lines = [(f"{source} → {target}: " if len(pairs) > 1 else "") + text
+             for (source, target), text in said.items() if text is not None]
+    return "\n".join(lines) or None
 
 
 def columns(entries: list[Entry], grid_keys: list[str], by: str) -> list[str]:
@@ -146,7 +162,7 @@ def write_leaderboard(entries: list[Entry], grid_keys: list[str], by: str, out: 
               f"{', every run raised the collapse alarm' if chosen.alarm else ''})" if chosen
               else "no run left a model")
     said = verdict(ranked, by)
-    helped = f" <b>{html.escape(said.capitalize())}</b>." if said else ""
+    helped = "".join(f" <b>{html.escape(line[:1].upper() + line[1:])}</b>." for line in said.splitlines()) if said else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>tfuda sweep: {html.escape(str(out))}</title>
 <style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head>

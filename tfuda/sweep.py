@@ -143,8 +143,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m tfuda.sweep") -> 
             print("error: no run of the sweep left a model; see the logs in " + str(out / "logs"), file=sys.stderr)
             return 1
         print(f"chosen: {run_dir(out, chosen.point)} ({describe(chosen, by)})", flush=True)
-        print(f"verdict: {said}" if said else "verdict: none (add method: source-only to the grid to learn, without "
-              "labels, whether adaptation beat it)", flush=True)
+        for line in said.splitlines() if said else ["none (add method: source-only to the grid to learn, without "
+                                                    "labels, whether adaptation beat it)"]:
+            print(f"verdict: {line}", flush=True)
         if args.export:
             return 0 if export_chosen(run_dir(out, chosen.point), args.export, args.verbose) == 0 else 1
         return 0

@@ -113,6 +113,21 @@ def test_the_verdict_compares_the_best_adapted_run_with_the_best_source_only_run
     assert verdict(rank([entry("a", im=1.0), entry("b", im=2.0)], "im"), "im") is None
 
 
+def test_the_verdict_compares_runs_of_one_domain_pair_and_leaves_labeled_target_runs_out():
+    def run(name, im, source, target, method="adamatch"):
+        return Entry(Point(name, {}, {"method": method, "source": source, "target": target}), "completed", {"im": im})
+
+    entries = [run("oracle", 3.0, "m", "m", "source-only"), run("base-m", 1.0, "d", "m", "source-only"),
+               run("ada-m", 2.0, "d", "m"), run("base-c", 2.5, "d", "c", "source-only"), run("ada-c", 1.5, "d", "c")]
+    said = verdict(rank(entries, "im"), "im").splitlines()
+    # The oracle (trained on the labeled target) is no source-only baseline, and a source-only run
+    # of one pair says nothing about another pair's adapted runs.
+    assert sorted(said, reverse=True) == ["d → m: adaptation helped by im: ada-m (2.0000) ranks above the best source-only run base-m (1.0000)",
+                    "d → c: adaptation did not help by im: the best source-only run base-c (2.5000) ranks above "
+                    "every adapted run"]
+    assert verdict(rank(entries[:1] + entries[2:3], "im"), "im") is None
+
+
 def test_a_sweep_runs_every_point_ranks_them_resumes_and_exports_the_chosen_one(tmp_path, capsys):
     from tfuda.sweep import main
 

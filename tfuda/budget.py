@@ -7,12 +7,13 @@ images per labeled one) needs for `PASSES` passes over the target's training ima
 
 held within `[MIN_STEPS, MAX_STEPS]`. Every method gets the same steps on the same data and batch
 (as under the earlier fixed default), so a source-only baseline trains as long as the adaptation
-it is compared with; a method with another `uratio` sees more or fewer target images per step. Twenty passes is what the earlier fixed default (1,200 steps
-of 8 + 24 images) gave on the built-in targets of ~1,400 images; on 4,000-image targets the same
-1,200 steps are 7 passes and AdaMatch was still climbing (docs/benchmarks.md, *Default budget*).
-The floor keeps small targets (a few hundred images) at the budget measured for them; the ceiling
-bounds a CPU run on a large folder (give `--steps` for more; the run's advice says when its
-label-free scores were still rising).
+it is compared with; a method with another `uratio` sees more or fewer target images per step.
+On 4,000-image targets the earlier fixed 1,200 steps were 7 passes and AdaMatch was still
+climbing; 20 passes closed the gap (docs/benchmarks.md, *Default budget*). The floor is a number
+of steps, not of passes: AdaMatch on the small built-in targets (585-1,437 images) was still
+climbing at 1,200 steps (20-50 passes) and closed more of the gap at 2,400, so no target trains
+fewer. The ceiling bounds a CPU run on a large folder (give `--steps` for more; the run's advice
+says when its label-free scores were still rising).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ PASSES = 20
 """Passes over the unlabeled target images of a run at the default budget."""
 UNLABELED_PER_LABELED = 3
 """The default method's unlabeled images per labeled one (AdaMatch's `uratio`)."""
-MIN_STEPS = 1200
-"""Floor: small targets (20 passes would be a few hundred steps) train this long."""
+MIN_STEPS = 2400
+"""Floor: targets of up to 2,880 images at batch 8 (20 passes would be fewer steps) train this long."""
 MAX_STEPS = 10_000
 """Ceiling: a large target's default run stays within about 20 minutes at batch 8 on 2 CPU cores
 with cnn-small (larger models take longer)."""

@@ -11,7 +11,8 @@ from tfuda.budget import default_budget
 def test_the_budget_is_twenty_passes_over_the_target_between_floor_and_ceiling():
     assert default_budget(4000, 8).steps == 3333  # 20 * 4000 / 24, rounded
     assert default_budget(4000, 32).steps == budget.MIN_STEPS  # 834 steps of 96 images: the floor
-    assert default_budget(585, 8).steps == budget.MIN_STEPS
+    assert default_budget(585, 8).steps == budget.MIN_STEPS == 2400  # the floor chosen on the suite
+    assert default_budget(1437, 8).steps == 2400 and default_budget(3000, 8).steps == 2500
     assert default_budget(60_000, 8).steps == budget.MAX_STEPS
     assert default_budget(None, 8).steps == budget.MIN_STEPS
     assert default_budget(12_000, 8).steps == 10_000 and default_budget(11_000, 8).steps == 9167

@@ -218,3 +218,38 @@ def test_adamatch_loss_logs_and_masks():
     assert 0.0 < entropy <= np.log(3) + 1e-6
     assert float(loss_w) == pytest.approx(float(logs_w["losses/source"]) + float(logs_w["losses/target"])
                                           + 0.5 * entropy, rel=1e-5)
+
+
+def test_the_virtual_adversarial_direction_moves_the_prediction_more_than_random_ones():
+    from tfuda.methods.vat import adversarial_direction, kl_divergence
+
+    # A linear classifier of moderate confidence whose logits move fastest along one direction.
+    rng = np.random.default_rng(0)
+    kernel = tf.constant(rng.normal(size=(48, 4)) * 0.1 + np.outer(rng.normal(size=48), [1, -1, 0, 0]) * 0.3,
+                         tf.float32)
+    logits_fn = lambda x: tf.matmul(tf.reshape(x / 127.5 - 1.0, [-1, 48]), kernel)  # noqa: E731
+    images = tf.constant(rng.uniform(0, 255, size=(6, 4, 4, 3)), tf.float32)
+    p = tf.nn.softmax(logits_fn(images))
+    direction = adversarial_direction(logits_fn, images, p, tf.constant([1, 2], tf.int64))
+    norms = tf.sqrt(tf.reduce_sum(tf.square(direction), axis=[1, 2, 3])).numpy()
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-4)
+    adversarial = kl_divergence(p, logits_fn(images + 20.0 * direction)).numpy()
+    random = []
+    for k in range(5):
+        d = tf.random.stateless_normal(images.shape, [k, 9])
+        d /= tf.sqrt(tf.reduce_sum(tf.square(d), axis=[1, 2, 3], keepdims=True))
+        random.append(kl_divergence(p, logits_fn(images + 20.0 * d)).numpy())
+    assert (adversarial > 5 * np.mean(random, axis=0)).all()
+
+
+def test_vat_adds_its_weighted_loss_to_adamatch():
+    model = build_model("cnn-small", 3, 16)
+    rng = np.random.default_rng(0)
+    images = lambda n: tf.constant(rng.uniform(0, 255, size=(n, 16, 16, 3)), tf.float32)  # noqa: E731
+    batch = {"source": {"weak": images(4), "strong": images(4), "labels": tf.constant([0, 1, 2, 0])},
+             "target": {"weak": images(6), "strong": images(6), "labels": tf.constant([-1] * 6)},
+             "seed": tf.constant([3, 4], tf.int64)}
+    off, _ = AdaMatch().loss(model, batch, tf.constant(1.0))
+    on, logs = AdaMatch(vat=2.0).loss(model, batch, tf.constant(1.0))
+    assert float(logs["losses/vat"]) > 0
+    np.testing.assert_allclose(float(on - off), 2.0 * float(logs["losses/vat"]), rtol=1e-4)

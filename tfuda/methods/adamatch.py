@@ -27,7 +27,10 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    With `entropy` = w > 0 (not in the paper), L += w mu(t) / lambda_u * E[H(softmax(z'_u,w))] (the
    same warm-up; gradients flow through the weak target view's logits): the
    conditional entropy of the target predictions, the cluster-assumption term of VADA (Shu et
-   al., "A DIRT-T Approach to Unsupervised Domain Adaptation", ICLR 2018), without its VAT term.
+   al., "A DIRT-T Approach to Unsupervised Domain Adaptation", ICLR 2018). With `vat` = v > 0
+   (not in the paper), L += v mu(t) / lambda_u * L_vat(u_w): VADA's virtual adversarial
+   training on the weak target view (`tfuda.methods.vat`, radius `vat_eps`), its forward passes
+   keeping the batch-norm statistics (as the source-only pass of step 1).
 
 Optimiser (SGD Nesterov 0.9, lr 0.03 with cosine decay, weight decay) and the warmed-up EMA of
 the weights live in the shared trainer (`tfuda.engine`).
@@ -42,6 +45,7 @@ from pipelines.augment import unit_uniform
 from pipelines.errors import UserError
 from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
 from tfuda.methods.target_prior import EstimatePrior, FrozenPrior, TargetPrior
+from tfuda.methods.vat import virtual_adversarial_loss
 from tfuda.models.common import batch_norm_layers, num_classes_of
 from tfuda.validate.entropy import entropies
 from tfuda.validate.sample import TargetSample
@@ -154,6 +158,9 @@ class AdaMatch(Method):
       realign: fraction F of the run, at its end, whose alignment targets the target class prior
         estimated by the EMA model when it begins (0: off; with `batch` or `running` alignment).
       realign_images: target images the prior is estimated on (a fixed, seeded sample).
+      vat: weight of virtual adversarial training on the weak target view (0: off), warmed up
+        like the target loss.
+      vat_eps: its radius, L2 per image on the [0, 1] pixel scale.
     """
 
     name = "adamatch"
@@ -163,12 +170,14 @@ class AdaMatch(Method):
     default_momentum = "plain"  # the official code's (objax Momentum); measured on the suite, see README
 
     def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch", entropy: float = 0.0,
-                 realign: float = 0.0, realign_images: int = 4096):
+                 realign: float = 0.0, realign_images: int = 4096, vat: float = 0.0, vat_eps: float = 3.5):
         if alignment not in ALIGNMENTS:
             raise UserError(f"--method-arg alignment={alignment}: choose {', '.join(ALIGNMENTS)}")
         if not 0.0 <= realign < 1.0 or realign_images < 1:
             raise UserError(f"--method-arg realign={realign}, realign_images={realign_images}: realign is a fraction "
                             "of the run in [0, 1) and realign_images >= 1")
+        if vat < 0 or vat_eps <= 0:
+            raise UserError(f"--method-arg vat={vat}, vat_eps={vat_eps}: vat >= 0 and vat_eps > 0")
         if realign and alignment == "prior":
             raise UserError("--method-arg realign: aligns to an estimated prior already with alignment=prior; "
                             "use alignment=batch or running")
@@ -177,6 +186,7 @@ class AdaMatch(Method):
         self.alignment = alignment
         self.entropy = entropy
         self.realign, self.realign_images = realign, realign_images
+        self.vat, self.vat_eps = vat, vat_eps
         self.statistics: AlignmentStatistics | TargetPrior | None = None
         self.frozen_prior: FrozenPrior | None = None
 
@@ -256,6 +266,12 @@ class AdaMatch(Method):
             loss_entropy = tf.reduce_mean(entropies(tf.nn.softmax(logits_u_weak)))
             loss += self.entropy * warmup(progress) * loss_entropy
             logs["losses/entropy"] = loss_entropy
+        if self.vat:
+            loss_vat = virtual_adversarial_loss(
+                lambda images: source_only_logits(model, images), tgt["weak"],
+                tf.random.experimental.stateless_fold_in(batch["seed"], 3), self.vat_eps)
+            loss += self.vat * warmup(progress) * loss_vat
+            logs["losses/vat"] = loss_vat
         if self.monitor_target_labels:
             logs.update(pseudo_label_monitors(tgt["labels"], pseudo_labels, mask))
         return loss, logs

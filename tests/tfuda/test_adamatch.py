@@ -253,3 +253,42 @@ def test_vat_adds_its_weighted_loss_to_adamatch():
     on, logs = AdaMatch(vat=2.0).loss(model, batch, tf.constant(1.0))
     assert float(logs["losses/vat"]) > 0
     np.testing.assert_allclose(float(on - off), 2.0 * float(logs["losses/vat"]), rtol=1e-4)
+
+
+def test_the_refinement_stage_trains_on_the_teachers_labels_of_the_target_alone():
+    import keras
+
+    model = build_model("cnn-small", 3, 16)
+    teacher = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
+                                keras.layers.Dense(3, kernel_initializer="zeros",
+                                                   bias_initializer=keras.initializers.Constant([0.0, 0.0, 9.0]))])
+    method = AdaMatch(refine=0.5)
+    method.average = teacher  # as the trainer sets it: the EMA model
+    method.build(model)
+    method.monitor_target_labels = True
+    rng = np.random.default_rng(0)
+    images = lambda n: tf.constant(rng.uniform(0, 255, size=(n, 16, 16, 3)), tf.float32)  # noqa: E731
+    batch = {"source": {"weak": images(4), "strong": images(4), "labels": tf.constant([0, 1, 2, 0])},
+             "target": {"weak": images(6), "strong": images(6), "labels": tf.constant([2] * 6, tf.int64)},
+             "seed": tf.constant([3, 4], tf.int64)}
+    _, adapting = method.loss(model, batch, tf.constant(0.25))
+    _, refining = method.loss(model, batch, tf.constant(0.75))
+    assert float(adapting["losses/source"]) > 0 and float(refining["losses/source"]) == 0.0
+    # Every teacher label is class 2, confident: all pass the threshold and match these labels.
+    assert float(refining["monitors/mask_rate"]) == 1.0 and float(refining["monitors/pseudo_label_acc"]) == 1.0
+    assert float(refining["losses/target"]) > 0
+    phases = method.view_phases(100)
+    assert phases.switch == 0.5 and ("source", "strong") in phases.early and not phases.late
+
+
+def test_a_refined_and_realigned_run_completes(tmp_path):
+    import json
+
+    from tests.conftest import TINY_RUN_ARGS
+    from tfuda.train import main
+
+    run = tmp_path / "refine"
+    assert main([*TINY_RUN_ARGS, "--method-arg", "refine=0.5", "--method-arg", "realign=0.5", "--no-report",
+                 "--out", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["config"]["method_args"]["refine"] == 0.5

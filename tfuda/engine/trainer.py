@@ -47,6 +47,7 @@ class TrainingModel(keras.Model):
         self.weight_decay = weight_decay
         self.feed_spec = feed_spec
         self.ema = EMA(classifier, ema_decay)  # before the method freezes layers of its choice
+        method.average = self.ema.average
         method.build(classifier)
         if not classifier.trainable_variables:
             raise UserError(f"model '{classifier.name}' has no trainable weights for method {method.name}: "

@@ -31,6 +31,12 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    (not in the paper), L += v mu(t) / lambda_u * L_vat(u_w): VADA's virtual adversarial
    training on the weak target view (`tfuda.methods.vat`, radius `vat_eps`), its forward passes
    keeping the batch-norm statistics (as the source-only pass of step 1).
+5. Refinement (`refine` = R > 0, not in the paper; DIRT-T's refinement, Shu et al. 2018, and
+   Noisy Student, Xie et al. 2020, in AdaMatch's terms): from progress 1 - R on, the step trains
+   on the target alone. The EMA model (the teacher, inference mode) labels the weak view: p_t,
+   aligned to the frozen prior with `realign` (p_t * pi / E[p_t], renormalised), else as it is;
+   L = E[1{max p_t >= tau} CE(argmax p_t, z_u,s)] (+ the `entropy` and `vat` terms), the
+   teacher following the model by its EMA. The source views are not made then.
 
 Optimiser (SGD Nesterov 0.9, lr 0.03 with cosine decay, weight decay) and the warmed-up EMA of
 the weights live in the shared trainer (`tfuda.engine`).
@@ -43,6 +49,7 @@ import tensorflow as tf
 
 from pipelines.augment import unit_uniform
 from pipelines.errors import UserError
+from pipelines.feeds import ViewPhases
 from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
 from tfuda.methods.target_prior import EstimatePrior, FrozenPrior, TargetPrior
 from tfuda.methods.vat import virtual_adversarial_loss
@@ -161,6 +168,9 @@ class AdaMatch(Method):
       vat: weight of virtual adversarial training on the weak target view (0: off), warmed up
         like the target loss.
       vat_eps: its radius, L2 per image on the [0, 1] pixel scale.
+      refine: fraction R of the run, at its end, that is a refinement stage on the target alone
+        (0: off): the EMA model's confident labels of the weak view (>= tau), learned on the
+        strong view.
     """
 
     name = "adamatch"
@@ -170,12 +180,15 @@ class AdaMatch(Method):
     default_momentum = "plain"  # the official code's (objax Momentum); measured on the suite, see README
 
     def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch", entropy: float = 0.0,
-                 realign: float = 0.0, realign_images: int = 4096, vat: float = 0.0, vat_eps: float = 3.5):
+                 realign: float = 0.0, realign_images: int = 4096, vat: float = 0.0, vat_eps: float = 3.5,
+                 refine: float = 0.0):
         if alignment not in ALIGNMENTS:
             raise UserError(f"--method-arg alignment={alignment}: choose {', '.join(ALIGNMENTS)}")
         if not 0.0 <= realign < 1.0 or realign_images < 1:
             raise UserError(f"--method-arg realign={realign}, realign_images={realign_images}: realign is a fraction "
                             "of the run in [0, 1) and realign_images >= 1")
+        if not 0.0 <= refine < 1.0:
+            raise UserError(f"--method-arg refine={refine}: a fraction of the run in [0, 1)")
         if vat < 0 or vat_eps <= 0:
             raise UserError(f"--method-arg vat={vat}, vat_eps={vat_eps}: vat >= 0 and vat_eps > 0")
         if realign and alignment == "prior":
@@ -187,6 +200,7 @@ class AdaMatch(Method):
         self.entropy = entropy
         self.realign, self.realign_images = realign, realign_images
         self.vat, self.vat_eps = vat, vat_eps
+        self.refine = refine
         self.statistics: AlignmentStatistics | TargetPrior | None = None
         self.frozen_prior: FrozenPrior | None = None
 
@@ -201,6 +215,12 @@ class AdaMatch(Method):
     @property
     def extra_layers(self):
         return [layer for layer in (self.statistics, self.frozen_prior) if layer is not None]
+
+    def view_phases(self, total_steps: int) -> ViewPhases | None:
+        """With `refine`, the source views are made only before the refinement stage."""
+        if not self.refine:
+            return None
+        return ViewPhases(1.0 - self.refine, total_steps, early=(("source", "weak"), ("source", "strong")))
 
     def callbacks(self, classifier, target, spec) -> list[keras.callbacks.Callback]:
         if self.frozen_prior is None:
@@ -229,6 +249,13 @@ class AdaMatch(Method):
         return tf.where(self.frozen_prior.estimated > 0.5, self.frozen_prior.target_prior, source_mean)
 
     def loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
+        if not self.refine:
+            return self.adaptation_loss(model, batch, progress)
+        return tf.cond(progress < 1.0 - self.refine, lambda: self.adaptation_loss(model, batch, progress),
+                       lambda: self.refinement_loss(model, batch, progress))
+
+    def adaptation_loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
+        """Steps 1-4: AdaMatch's loss."""
         src, tgt = batch["source"], batch["target"]
         x = tf.concat([src["weak"], src["strong"]], 0)
         u = tf.concat([tgt["weak"], tgt["strong"]], 0)
@@ -254,7 +281,6 @@ class AdaMatch(Method):
                              + tf.reduce_mean(cross_entropy(labels, logits_x_strong)))
         loss_target = tf.reduce_mean(cross_entropy(pseudo_labels, logits_u_strong) * mask)
         target_weight = self.lambda_u * warmup(progress)
-        loss = loss_source + target_weight * loss_target
         logs = {
             "losses/source": loss_source,
             "losses/target": loss_target,
@@ -262,16 +288,47 @@ class AdaMatch(Method):
             "monitors/threshold": threshold,
             "monitors/target_weight": target_weight,
         }
-        if self.entropy:
-            loss_entropy = tf.reduce_mean(entropies(tf.nn.softmax(logits_u_weak)))
-            loss += self.entropy * warmup(progress) * loss_entropy
-            logs["losses/entropy"] = loss_entropy
-        if self.vat:
-            loss_vat = virtual_adversarial_loss(
-                lambda images: source_only_logits(model, images), tgt["weak"],
-                tf.random.experimental.stateless_fold_in(batch["seed"], 3), self.vat_eps)
-            loss += self.vat * warmup(progress) * loss_vat
-            logs["losses/vat"] = loss_vat
+        loss = loss_source + target_weight * loss_target + self.regularisers(model, batch, logits_u_weak, progress, logs)
         if self.monitor_target_labels:
             logs.update(pseudo_label_monitors(tgt["labels"], pseudo_labels, mask))
         return loss, logs
+
+    def refinement_loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
+        """Step 5: the target alone, labelled by the EMA model (`average`, set by the trainer)."""
+        tgt = batch["target"]
+        logits_u_weak, logits_u_strong = tf.split(
+            tf.cast(model(tf.concat([tgt["weak"], tgt["strong"]], 0), training=True), tf.float32), 2)
+        p_t = tf.nn.softmax(tf.stop_gradient(tf.cast(self.average(tgt["weak"], training=False), tf.float32)))
+        if self.frozen_prior is not None:  # once estimated (`realign` < `refine` estimates later)
+            aligned = align_distribution(p_t, self.frozen_prior.target_prior, tf.reduce_mean(p_t, 0))
+            p_t = tf.where(self.frozen_prior.estimated > 0.5, aligned, p_t)
+        pseudo_labels = tf.argmax(p_t, axis=1)
+        mask = tf.cast(tf.reduce_max(p_t, axis=1) >= self.tau, tf.float32)
+        loss_target = tf.reduce_mean(cross_entropy(pseudo_labels, logits_u_strong) * mask)
+        logs = {
+            "losses/source": tf.constant(0.0),
+            "losses/target": loss_target,
+            "monitors/mask_rate": tf.reduce_mean(mask),
+            "monitors/threshold": tf.constant(self.tau, tf.float32),
+            "monitors/target_weight": tf.constant(self.lambda_u, tf.float32),
+        }
+        loss = self.lambda_u * loss_target + self.regularisers(model, batch, logits_u_weak, progress, logs)
+        if self.monitor_target_labels:
+            logs.update(pseudo_label_monitors(tgt["labels"], pseudo_labels, mask))
+        return loss, logs
+
+    def regularisers(self, model, batch, logits_u_weak: tf.Tensor, progress, logs: Logs) -> tf.Tensor:
+        """The `entropy` and `vat` terms on the weak target view (logits `[U, K]`), warmed up;
+        logs them into `logs`. Returns their weighted sum (0 when both are off)."""
+        total = tf.constant(0.0)
+        if self.entropy:
+            loss_entropy = tf.reduce_mean(entropies(tf.nn.softmax(logits_u_weak)))
+            total += self.entropy * warmup(progress) * loss_entropy
+            logs["losses/entropy"] = loss_entropy
+        if self.vat:
+            loss_vat = virtual_adversarial_loss(
+                lambda images: source_only_logits(model, images), batch["target"]["weak"],
+                tf.random.experimental.stateless_fold_in(batch["seed"], 3), self.vat_eps)
+            total += self.vat * warmup(progress) * loss_vat
+            logs["losses/vat"] = loss_vat
+        return total

@@ -71,6 +71,9 @@ class Method:
     `monitor_target_labels` is set by the trainer when the target data carries labels; a method
     may then log monitors computed from them (they never enter a loss).
 
+    `average` is set by the trainer before `build`: the EMA of the model's weights (the model a
+    run evaluates and exports), for a method whose loss reads it as a teacher (inference only).
+
     A method may own extra layers (e.g. a domain discriminator): create them in `build` and
     list them in `extra_layers`; they are trained and checkpointed with the model. Work between
     steps (e.g. SHOT's centroids) goes in Keras callbacks returned by `callbacks`.
@@ -84,6 +87,7 @@ class Method:
     default_momentum: ClassVar[str] = "nesterov"
     derived_args: ClassVar[tuple[str, ...]] = ()
     monitor_target_labels: bool = False
+    average: keras.Model | None = None
 
     @classmethod
     def source_free(cls) -> bool:

@@ -28,15 +28,14 @@ from tfuda.validate.prior import estimate_prior
 from tfuda.validate.sample import TargetSample
 
 
-class TargetPrior(keras.layers.Layer):
-    """Running EM estimate of the target class prior.
+class ClassPriors(keras.layers.Layer):
+    """A source and a target class prior as weights: `source_prior`, `target_prior` `[K]`,
+    non-trainable float32, starting uniform, checkpointed with the run; under a distribution
+    strategy each replica's update is averaged.
 
     Args:
       num_classes: K.
-      decay: d, the weight of the past in both running means (0.99: about 100 steps).
-
-    Non-trainable float32 weights `source_prior`, `target_prior` `[K]`, starting uniform,
-    checkpointed with the run; under a distribution strategy each replica's update is averaged.
+      decay: weight of the past in the running means (0.99: about 100 steps).
     """
 
     def __init__(self, num_classes: int, decay: float = 0.99, **kwargs):
@@ -47,6 +46,14 @@ class TargetPrior(keras.layers.Layer):
                                             aggregation="mean", name="source_prior")
         self.target_prior = self.add_weight(shape=(num_classes,), initializer=uniform, trainable=False,
                                             aggregation="mean", name="target_prior")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_classes": self.num_classes, "decay": self.decay}
+
+
+class TargetPrior(ClassPriors):
+    """Running EM estimate of the target class prior (`target_prior`) against the running mean of
+    the source predictions (`source_prior`), both with decay d (`ClassPriors`' arguments)."""
 
     def update(self, source_batch_mean: tf.Tensor, p_target: tf.Tensor, eps: float = 1e-6) -> tf.Tensor:
         """One EM step from a source batch mean `[K]` and target predictions `[U, K]`; returns the
@@ -59,32 +66,15 @@ class TargetPrior(keras.layers.Layer):
         self.target_prior.assign(prior)
         return prior
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "num_classes": self.num_classes, "decay": self.decay}
 
-
-class FrozenPrior(keras.layers.Layer):
-    """A target class prior estimated once, and the source prior it was estimated against.
-
-    Args:
-      num_classes: K.
-      decay: weight of the past in the running mean of the source batches' mean prediction
-        (`track`; 0.99: about 100 steps).
-
-    Non-trainable float32 weights, checkpointed with the run: `source_prior` `[K]` (the
-    running mean of the source predictions, starting uniform: the proportions the model's
-    target predictions are aligned to before the estimate), `target_prior` `[K]` and
-    `estimated` (0 before the estimate, 1 after); each replica's update is averaged.
-    """
+class FrozenPrior(ClassPriors):
+    """A target class prior estimated once (`target_prior`), against `source_prior`: the running
+    mean of the source predictions (`track`, decay as in `ClassPriors`), the proportions the
+    model's target predictions are aligned to before the estimate. A third weight, `estimated`,
+    is 0 before the estimate and 1 after."""
 
     def __init__(self, num_classes: int, decay: float = 0.99, **kwargs):
-        super().__init__(**{**kwargs, "dtype": "float32"})
-        self.num_classes, self.decay = num_classes, decay
-        uniform = keras.initializers.Constant(1.0 / num_classes)
-        self.source_prior = self.add_weight(shape=(num_classes,), initializer=uniform, trainable=False,
-                                            aggregation="mean", name="source_prior")
-        self.target_prior = self.add_weight(shape=(num_classes,), initializer=uniform, trainable=False,
-                                            aggregation="mean", name="target_prior")
+        super().__init__(num_classes, decay, **kwargs)
         self.estimated = self.add_weight(shape=(), initializer="zeros", trainable=False, aggregation="mean",
                                          name="estimated")
 
@@ -100,9 +90,6 @@ class FrozenPrior(keras.layers.Layer):
         self.target_prior.assign(prior.astype(np.float32))
         self.estimated.assign(1.0)
         return prior
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "num_classes": self.num_classes, "decay": self.decay}
 
 
 class EstimatePrior(keras.callbacks.Callback):

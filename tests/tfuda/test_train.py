@@ -148,9 +148,10 @@ def test_a_run_keeps_its_hyper_parameters_when_a_default_changes(tmp_path, monke
 
     prepare_run(cli("--steps", "4", "--method-arg", "tau=0.8"))
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["method_args"]
-    assert recorded == {"tau": 0.8, "lambda_u": 1.0, "alignment": "batch", "entropy": 0.0}  # the defaults too
-    tau, lambda_u, _, entropy = AdaMatch.__init__.__defaults__
-    monkeypatch.setattr(AdaMatch.__init__, "__defaults__", (tau, lambda_u, "running", entropy))  # a later release
+    defaults = {name: p.default for name, p in AdaMatch.hyperparameters().items()}
+    assert recorded == {**defaults, "tau": 0.8} and recorded["alignment"] == "batch"  # the defaults too
+    later = [("running" if name == "alignment" else value) for name, value in defaults.items()]
+    monkeypatch.setattr(AdaMatch.__init__, "__defaults__", tuple(later))  # a later release
     for argv in [(), ("--method-arg", "tau=0.80")]:  # the same value, written differently
         config, _, resume_from = prepare_run(cli("--resume", "--steps", "8", *argv))
         assert resume_from is not None and config.steps == 8

@@ -59,7 +59,8 @@ def test_adapt_trains_a_users_sequential_on_datasets(domains, tmp_path):
     assert result.model.output_shape == (None, 10) and result.run_dir == tmp_path / "run"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["steps"] == 6
-    assert metrics["config"]["method_args"] == {"tau": 0.8, "lambda_u": 1.0, "alignment": "batch", "entropy": 0.0}
+    defaults = {name: p.default for name, p in tfuda.AdaMatch.hyperparameters().items()}
+    assert metrics["config"]["method_args"] == {**defaults, "tau": 0.8}  # every hyper-parameter, defaults too
     assert metrics["config"]["source"] == "dataset:source" and metrics["config"]["eval_target"] == "dataset:eval_target"
     assert set(result.validators) >= {"bnm", "im", "entropy"}
     assert result.target_accuracy == pytest.approx(tfuda.evaluate(result.model, test).accuracy)

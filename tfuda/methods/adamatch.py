@@ -280,18 +280,8 @@ class AdaMatch(Method):
         loss_source = 0.5 * (tf.reduce_mean(cross_entropy(labels, logits_x_weak))
                              + tf.reduce_mean(cross_entropy(labels, logits_x_strong)))
         loss_target = tf.reduce_mean(cross_entropy(pseudo_labels, logits_u_strong) * mask)
-        target_weight = self.lambda_u * warmup(progress)
-        logs = {
-            "losses/source": loss_source,
-            "losses/target": loss_target,
-            "monitors/mask_rate": tf.reduce_mean(mask),
-            "monitors/threshold": threshold,
-            "monitors/target_weight": target_weight,
-        }
-        loss = loss_source + target_weight * loss_target + self.regularisers(model, batch, logits_u_weak, progress, logs)
-        if self.monitor_target_labels:
-            logs.update(pseudo_label_monitors(tgt["labels"], pseudo_labels, mask))
-        return loss, logs
+        return self.total_loss(model, batch, progress, loss_source, loss_target, self.lambda_u * warmup(progress),
+                               threshold, logits_u_weak, pseudo_labels, mask)
 
     def refinement_loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
         """Step 5: the target alone, labelled by the EMA model (`average`, set by the trainer)."""
@@ -305,16 +295,25 @@ class AdaMatch(Method):
         pseudo_labels = tf.argmax(p_t, axis=1)
         mask = tf.cast(tf.reduce_max(p_t, axis=1) >= self.tau, tf.float32)
         loss_target = tf.reduce_mean(cross_entropy(pseudo_labels, logits_u_strong) * mask)
+        return self.total_loss(model, batch, progress, tf.constant(0.0), loss_target,
+                               tf.constant(self.lambda_u, tf.float32), tf.constant(self.tau, tf.float32),
+                               logits_u_weak, pseudo_labels, mask)
+
+    def total_loss(self, model, batch, progress, loss_source: tf.Tensor, loss_target: tf.Tensor,
+                   target_weight: tf.Tensor, threshold: tf.Tensor, logits_u_weak: tf.Tensor,
+                   pseudo_labels: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, Logs]:
+        """`loss_source + target_weight * loss_target` + the regularisers, and the logs both stages
+        share (the pseudo-labels `[U]` int64 and their float32 `mask` `[U]` monitored)."""
         logs = {
-            "losses/source": tf.constant(0.0),
+            "losses/source": loss_source,
             "losses/target": loss_target,
             "monitors/mask_rate": tf.reduce_mean(mask),
-            "monitors/threshold": tf.constant(self.tau, tf.float32),
-            "monitors/target_weight": tf.constant(self.lambda_u, tf.float32),
+            "monitors/threshold": threshold,
+            "monitors/target_weight": target_weight,
         }
-        loss = self.lambda_u * loss_target + self.regularisers(model, batch, logits_u_weak, progress, logs)
+        loss = loss_source + target_weight * loss_target + self.regularisers(model, batch, logits_u_weak, progress, logs)
         if self.monitor_target_labels:
-            logs.update(pseudo_label_monitors(tgt["labels"], pseudo_labels, mask))
+            logs.update(pseudo_label_monitors(batch["target"]["labels"], pseudo_labels, mask))
         return loss, logs
 
     def regularisers(self, model, batch, logits_u_weak: tf.Tensor, progress, logs: Logs) -> tf.Tensor:

@@ -16,6 +16,10 @@ target sample (the validators' sample), beside the run's true target accuracy on
 * `doc`/`atc` are fitted on the held-out source images as they are (`clean`: where every image is
   classified correctly the threshold says little) and on two strongly augmented copies (`aug`,
   the run's strong view: RandAugment + Cutout), whose accuracy is below 1.
+* `confidence`/`doc`/`atc (T aug)`: the same on probabilities rescaled by the temperature that
+  fits the augmented held-out source best (negative log-likelihood; temperature scaling, Guo et
+  al., ICML 2017): self-training makes a model over-confident, and this calibrates it where it
+  is known to err.
 * `agreement (target aug)`: how often the prediction survives the strong view of the target image.
 * `nearest source agreement`: how often the prediction is the label of the nearest held-out source
   image in the model's feature space (cosine).
@@ -71,6 +75,26 @@ def atc(target_probs: np.ndarray, source_probs: np.ndarray, source_labels: np.nd
 
 
 ESTIMATORS = {"confidence": confidence, "doc": doc, "atc": atc}
+
+TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
+"""Temperatures searched (log-spaced) by `fit_temperature`."""
+
+
+def scale(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log(probs) / temperature) `[N, K]` float64: the model's probabilities at another
+    temperature."""
+    logits = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, None)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature of `TEMPERATURES` minimising the negative log-likelihood of `labels` `[N]`
+    under `probs` `[N, K]` (temperature scaling, Guo et al., ICML 2017)."""
+    rows = np.arange(len(labels))
+    nll = [-np.mean(np.log(np.clip(scale(probs, t)[rows, labels], 1e-12, None))) for t in TEMPERATURES]
+    return float(TEMPERATURES[int(np.argmin(nll))])
 
 def unit_rows(features: np.ndarray) -> np.ndarray:
     """Each row of `features` `[N, D]` scaled to unit length (cosine similarities by matmul)."""
@@ -153,6 +177,13 @@ def judge(path: Path) -> dict | None:
         truth = np.tile(labels, len(pixels) // len(labels))
         for name in ("doc", "atc"):
             estimates[f"{name} ({view})"] = ESTIMATORS[name](target_probs, probs, truth)
+        if view == "aug":
+            t = fit_temperature(probs, truth)
+            estimates["temperature (aug)"] = t
+            calibrated, calibrated_source = scale(target_probs, t), scale(probs, t)
+            estimates["confidence (T aug)"] = confidence(calibrated)
+            for name in ("doc", "atc"):
+                estimates[f"{name} (T aug)"] = ESTIMATORS[name](calibrated, calibrated_source, truth)
         estimates[f"source accuracy ({view})"] = float(np.mean(probs.argmax(axis=1) == truth))
     return {"run": path.name, "method": config["method"], "task": f"{config['source']} -> {config['target']}",
             "true": metrics["target_accuracy"], "estimates": estimates}
@@ -166,14 +197,14 @@ def main() -> None:
     judged = [j for j in (judge(p) for p in run_dirs(args.runs)) if j is not None]
     if not judged:
         parser.error("no finished adaptation run with a held-out source set among the given runs")
-    names = [n for n in judged[0]["estimates"] if not n.startswith("source accuracy")]
+    names = [n for n in judged[0]["estimates"] if not n.startswith(("source accuracy", "temperature"))]
     lines = [f"{len(judged)} runs, {cpu_model()}", "",
-             "| run | true | " + " | ".join(names) + " | source acc (clean / aug) |",
-             "|---|---|" + "---|" * len(names) + "---|"]
+             "| run | true | " + " | ".join(names) + " | source acc (clean / aug) | T |",
+             "|---|---|" + "---|" * len(names) + "---|---|"]
     for j in judged:
         e = j["estimates"]
         lines.append(f"| {j['run']} | {j['true']:.3f} | " + " | ".join(f"{e[n]:.3f}" for n in names)
-                     + f" | {e['source accuracy (clean)']:.3f} / {e['source accuracy (aug)']:.3f} |")
+                     + f" | {e['source accuracy (clean)']:.3f} / {e['source accuracy (aug)']:.3f} | {e['temperature (aug)']:.2f} |")
     lines += ["", "| estimator | mean abs error | max abs error | runs off by > 10 points |", "|---|---|---|---|"]
     for name in names:
         errors = np.array([abs(j["estimates"][name] - j["true"]) for j in judged])

@@ -255,6 +255,41 @@ def test_vat_adds_its_weighted_loss_to_adamatch():
     np.testing.assert_allclose(float(on - off), 2.0 * float(logs["losses/vat"]), rtol=1e-4)
 
 
+def test_virtual_mixup_is_zero_for_a_linear_model_and_not_for_a_nonlinear_one():
+    from tfuda.methods.vmt import mix, virtual_mixup_loss
+
+    rng = np.random.default_rng(1)
+    kernel = tf.constant(rng.normal(size=(48, 4)), tf.float32)
+    linear = lambda x: tf.matmul(tf.reshape(x / 127.5 - 1.0, [-1, 48]), kernel) + 0.3  # noqa: E731
+    bent = lambda x: tf.nn.relu(linear(x)) ** 2  # noqa: E731
+    images = tf.constant(rng.uniform(0, 255, size=(8, 4, 4, 3)), tf.float32)
+    seed = tf.constant([5, 6], tf.int64)
+    # The logits are mixed with the images' partners and proportions: exact for an affine model.
+    assert float(virtual_mixup_loss(linear, images, seed)) < 1e-5
+    assert float(virtual_mixup_loss(bent, images, seed)) > 1e-2
+    mixed, _ = mix(images, linear(images), seed)
+    low, high = tf.reduce_min(images, axis=0), tf.reduce_max(images, axis=0)
+    assert bool(tf.reduce_all((mixed >= low - 1e-3) & (mixed <= high + 1e-3)))
+    assert not np.allclose(mixed.numpy(), images.numpy())
+
+
+def test_vmt_adds_its_weighted_loss_to_adamatch():
+    from pipelines.errors import UserError
+
+    model = build_model("cnn-small", 3, 16)
+    rng = np.random.default_rng(0)
+    images = lambda n: tf.constant(rng.uniform(0, 255, size=(n, 16, 16, 3)), tf.float32)  # noqa: E731
+    batch = {"source": {"weak": images(4), "strong": images(4), "labels": tf.constant([0, 1, 2, 0])},
+             "target": {"weak": images(6), "strong": images(6), "labels": tf.constant([-1] * 6)},
+             "seed": tf.constant([3, 4], tf.int64)}
+    off, _ = AdaMatch().loss(model, batch, tf.constant(1.0))
+    on, logs = AdaMatch(vmt=2.0).loss(model, batch, tf.constant(1.0))
+    assert float(logs["losses/vmt"]) > 0
+    np.testing.assert_allclose(float(on - off), 2.0 * float(logs["losses/vmt"]), rtol=1e-4)
+    with pytest.raises(UserError, match="vmt"):
+        AdaMatch(vmt=-1.0)
+
+
 def test_the_refinement_stage_trains_on_the_teachers_labels_of_the_target_alone():
     import keras
 

@@ -30,12 +30,14 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    al., "A DIRT-T Approach to Unsupervised Domain Adaptation", ICLR 2018). With `vat` = v > 0
    (not in the paper), L += v mu(t) / lambda_u * L_vat(u_w): VADA's virtual adversarial
    training on the weak target view (`tfuda.methods.vat`, radius `vat_eps`), its forward passes
-   keeping the batch-norm statistics (as the source-only pass of step 1).
+   keeping the batch-norm statistics (as the source-only pass of step 1). With `vmt` = m > 0 (not in
+   the paper), L += m mu(t) / lambda_u * L_vmt(u_w): virtual mixup training (Mao et al. 2019,
+   `tfuda.methods.vmt`) on the weak target view, its passes likewise.
 5. Refinement (`refine` = R > 0, not in the paper; DIRT-T's refinement, Shu et al. 2018, and
    Noisy Student, Xie et al. 2020, in AdaMatch's terms): from progress 1 - R on, the step trains
    on the target alone. The EMA model (the teacher, inference mode) labels the weak view: p_t,
    aligned to the frozen prior with `realign` (p_t * pi / E[p_t], renormalised), else as it is;
-   L = E[1{max p_t >= tau} CE(argmax p_t, z_u,s)] (+ the `entropy` and `vat` terms), the
+   L = E[1{max p_t >= tau} CE(argmax p_t, z_u,s)] (+ the `entropy`, `vat` and `vmt` terms), the
    teacher following the model by its EMA. The source views are not made then.
 
 Optimiser (SGD Nesterov 0.9, lr 0.03 with cosine decay, weight decay) and the warmed-up EMA of
@@ -53,6 +55,7 @@ from pipelines.feeds import ViewPhases
 from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
 from tfuda.methods.target_prior import EstimatePrior, FrozenPrior, TargetPrior
 from tfuda.methods.vat import virtual_adversarial_loss
+from tfuda.methods.vmt import virtual_mixup_loss
 from tfuda.models.common import batch_norm_layers, num_classes_of
 from tfuda.validate.entropy import entropies
 from tfuda.validate.sample import TargetSample
@@ -168,6 +171,8 @@ class AdaMatch(Method):
       vat: weight of virtual adversarial training on the weak target view (0: off), warmed up
         like the target loss.
       vat_eps: its radius, L2 per image on the [0, 1] pixel scale.
+      vmt: weight of virtual mixup training on the weak target view (0: off; `tfuda.methods.vmt`),
+        warmed up like the target loss.
       refine: fraction R of the run, at its end, that is a refinement stage on the target alone
         (0: off): the EMA model's confident labels of the weak view (>= tau), learned on the
         strong view.
@@ -181,7 +186,7 @@ class AdaMatch(Method):
 
     def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch", entropy: float = 0.0,
                  realign: float = 0.0, realign_images: int = 4096, vat: float = 0.0, vat_eps: float = 3.5,
-                 refine: float = 0.0):
+                 vmt: float = 0.0, refine: float = 0.0):
         if alignment not in ALIGNMENTS:
             raise UserError(f"--method-arg alignment={alignment}: choose {', '.join(ALIGNMENTS)}")
         if not 0.0 <= realign < 1.0 or realign_images < 1:
@@ -191,6 +196,8 @@ class AdaMatch(Method):
             raise UserError(f"--method-arg refine={refine}: a fraction of the run in [0, 1)")
         if vat < 0 or vat_eps <= 0:
             raise UserError(f"--method-arg vat={vat}, vat_eps={vat_eps}: vat >= 0 and vat_eps > 0")
+        if vmt < 0:
+            raise UserError(f"--method-arg vmt={vmt}: a weight >= 0")
         if realign and alignment == "prior":
             raise UserError("--method-arg realign: aligns to an estimated prior already with alignment=prior; "
                             "use alignment=batch or running")
@@ -200,6 +207,7 @@ class AdaMatch(Method):
         self.entropy = entropy
         self.realign, self.realign_images = realign, realign_images
         self.vat, self.vat_eps = vat, vat_eps
+        self.vmt = vmt
         self.refine = refine
         self.statistics: AlignmentStatistics | TargetPrior | None = None
         self.frozen_prior: FrozenPrior | None = None
@@ -317,8 +325,8 @@ class AdaMatch(Method):
         return loss, logs
 
     def regularisers(self, model, batch, logits_u_weak: tf.Tensor, progress, logs: Logs) -> tf.Tensor:
-        """The `entropy` and `vat` terms on the weak target view (logits `[U, K]`), warmed up;
-        logs them into `logs`. Returns their weighted sum (0 when both are off)."""
+        """The `entropy`, `vat` and `vmt` terms on the weak target view (logits `[U, K]`), warmed
+        up; logs them into `logs`. Returns their weighted sum (0 when all are off)."""
         total = tf.constant(0.0)
         if self.entropy:
             loss_entropy = tf.reduce_mean(entropies(tf.nn.softmax(logits_u_weak)))
@@ -330,4 +338,9 @@ class AdaMatch(Method):
                 tf.random.experimental.stateless_fold_in(batch["seed"], 3), self.vat_eps)
             total += self.vat * warmup(progress) * loss_vat
             logs["losses/vat"] = loss_vat
+        if self.vmt:
+            loss_vmt = virtual_mixup_loss(lambda images: source_only_logits(model, images), batch["target"]["weak"],
+                                          tf.random.experimental.stateless_fold_in(batch["seed"], 4))
+            total += self.vmt * warmup(progress) * loss_vmt
+            logs["losses/vmt"] = loss_vmt
         return total

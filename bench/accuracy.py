@@ -22,6 +22,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tfuda.environment import cpu_model  # noqa: E402
+
+
 def task_runs(source: str = "digits", target: str = "digits-m") -> dict[str, list[str]]:
     """Source-only, AdaMatch and the labeled-target oracle on one task: {name: tfuda.train flags}."""
     return {
@@ -48,17 +51,6 @@ def run_all(runs: dict[str, list[str]], steps: int, seed: int, out: Path, extra:
             sys.exit(f"{name} run failed")
         results[name] = json.loads((run_dir / "metrics.json").read_text())
     return results
-
-
-def cpu_model() -> str:
-    """The CPU's model name as `lscpu` shows it, and the core count: every timing names its machine."""
-    name = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def gap_closed(source_only: float, method: float, oracle: float) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from accuracy import cpu_model
+from tfuda.environment import cpu_model
 
 
 def main() -> None:

@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from accuracy import cpu_model, publish, run_quietly
+from accuracy import publish, run_quietly
+from tfuda.environment import cpu_model
 
 def neg_entropy_scores(probs: np.ndarray) -> np.ndarray:
     """float64 `[N]`: -H(p) of each row of `probs` `[N, K]`."""

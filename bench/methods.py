@@ -11,7 +11,8 @@ Finished runs in `--out` are reused, so an interrupted benchmark can be continue
 
 from __future__ import annotations
 
-from accuracy import RUNS, bench_args, cpu_model, gap_closed, publish, run_all
+from accuracy import RUNS, bench_args, gap_closed, publish, run_all
+from tfuda.environment import cpu_model
 
 METHOD_RUNS = {
     "source-only": RUNS["source-only"],

@@ -14,7 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
-from accuracy import RUNS, cpu_model, run_all
+from accuracy import RUNS, run_all
+from tfuda.environment import cpu_model
 
 
 def main() -> None:

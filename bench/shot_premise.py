@@ -18,7 +18,8 @@ import argparse
 import numpy as np
 import tensorflow as tf
 
-from accuracy import cpu_model, run_quietly
+from accuracy import run_quietly
+from tfuda.environment import cpu_model
 
 
 def premise(model_path: str, target: str, max_images: int, seed: int) -> dict[str, float]:

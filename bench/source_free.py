@@ -23,7 +23,8 @@ import argparse
 import time
 from pathlib import Path
 
-from accuracy import cpu_model, gap_closed, publish, run_all, task_runs
+from accuracy import gap_closed, publish, run_all, task_runs
+from tfuda.environment import cpu_model
 from tfuda.budget import MIN_STEPS
 
 

@@ -4,16 +4,18 @@
                                     adamatch-realign,adamatch-realign-late,adamatch-vat,adamatch-vmt,adamatch-refine,adamatch-realign-refine,adamatch-in,source-only-in,adamatch-wd,adamatch-nesterov,
                                     fixmatch,dann,contrastive]
                           [--tasks SOURCE:TARGET,...] [--steps N] [--batch-size 8] [--seeds 0]
-                          [--out bench/out/suite]
+                          [--out bench/out/suite] [--reuse DIR,...]
                           [--samples docs/suite.png]
 
 For each task of `pipelines.builtin.SUITE` (labeled source -> unlabeled target; `--tasks` picks
 some, e.g. `--tasks mnist:digits,mnist:mnist-m`) trains each
 method, and an oracle (source-only on the *labeled* target training images, same pipeline and
 budget), at the default budget set by each task's target size (`tfuda.budget`) or `--steps`, in
-one sweep (`python -m tfuda.sweep`; finished runs in `--out` are reused). Prints, per task, each method's target accuracy on `TARGET:test` (never trained on: mean and range over the
+one sweep (`python -m tfuda.sweep`; finished runs in `--out`, and in the earlier outputs `--reuse`
+names, are reused). Prints, per task, each method's target accuracy on `TARGET:test` (never trained on: mean and range over the
 seeds), the gap closed (method - source-only) / (oracle - source-only) of the means, the steps
-and the wall time, with the CPU it ran on.
+and the wall time, with the CPU it ran on, and the commits and CPUs its runs were made on (each
+run's `metrics.json` records them).
 `adamatch` aligns with the current batch's means (the default), `adamatch-running` with the
 official code's running statistics (`--method-arg alignment=running`), `adamatch-prior` with the
 target prior estimated online (`--method-arg alignment=prior`); `adamatch-entropy` adds the
@@ -39,13 +41,15 @@ and exits.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from accuracy import cpu_model, gap_closed, publish, run_quietly
+from accuracy import gap_closed, publish, run_quietly
+from tfuda.environment import cpu_model
 
 VARIANTS = {
     "source-only": {"method": "source-only"},
@@ -89,6 +93,20 @@ def variant_of(values: dict) -> str:
                 if all(values.get(k) == v for k, v in flags.items()) and set(values) - {"source", "target", "seed"} == set(flags))
 
 
+def link_finished(points, earlier: list[Path], out: Path) -> None:
+    """Links into `out`/runs each point's completed run found in an `earlier` suite output (the
+    first that has it), unless `out` has the run already."""
+    from tfuda.leaderboard import USABLE, read_entry, run_dir
+
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    for point in points:
+        if run_dir(out / "runs", point).exists():
+            continue
+        found = next((d for d in earlier if read_entry(point, d / "runs").status in USABLE), None)
+        if found is not None:
+            run_dir(out / "runs", point).symlink_to(run_dir(found / "runs", point).resolve(), target_is_directory=True)
+
+
 def write_samples(path: Path, count: int = 10) -> None:
     """One row of `count` training images (one per class) per built-in data set, as a PNG."""
     import matplotlib
@@ -122,6 +140,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--tasks", help="SOURCE:TARGET pairs of the suite, comma-separated (default: all)")
     parser.add_argument("--out", default=f"bench/out/suite-{time.strftime('%Y%m%d-%H%M%S')}")
+    parser.add_argument("--reuse", help="earlier --out directories, comma-separated: their finished runs of this "
+                                        "sweep's points are linked into --out instead of trained again")
     parser.add_argument("--samples", help="write the sample-image PNG here and exit")
     args = parser.parse_args()
     if args.samples:
@@ -130,7 +150,7 @@ def main() -> None:
 
     from pipelines.builtin import SUITE
     from tfuda.grid import read_sweep_file
-    from tfuda.leaderboard import USABLE, read_entry
+    from tfuda.leaderboard import USABLE, read_entry, run_dir
     from tfuda.sweep import main as sweep
 
     variants = [v for v in args.methods.split(",") if v != "source-only"]
@@ -146,13 +166,20 @@ def main() -> None:
     (out / "sweep.yaml").write_text(yaml.safe_dump({
         "train": {"batch_size": args.batch_size, **({"steps": args.steps} if args.steps else {})},
         "grid": grid(tasks, ["source-only", *variants], seeds)}, sort_keys=False))
+    if args.reuse:
+        link_finished(read_sweep_file(str(out / "sweep.yaml")).points, [Path(d) for d in args.reuse.split(",")], out)
     started = time.perf_counter()
     sweep(["--config", str(out / "sweep.yaml"), "--out", str(out / "runs")])
     wall = time.perf_counter() - started
 
     results: dict[tuple[str, str], dict[str, list]] = {}
+    made_on: dict[str, int] = {}
     for point in read_sweep_file(str(out / "sweep.yaml")).points:
         entry = read_entry(point, out / "runs")
+        if entry.status in USABLE:
+            env = json.loads((run_dir(out / "runs", point) / "metrics.json").read_text()).get("environment")
+            where = f"commit {env['commit'] or 'unknown'}, {env['cpu']}" if env else "not recorded"
+            made_on[where] = made_on.get(where, 0) + 1
         task = (point.values["eval_source"].split(":")[0], point.values["source"]) if "eval_source" in point.values \
             else (point.values["source"], point.values["target"])
         cell = results.setdefault(task, {}).setdefault(variant_of(point.values), [])
@@ -171,6 +198,7 @@ def main() -> None:
             lines.append(f"| {source} → {target} | {name} | {mean[name]:.4f} | {spread} | {closed:.0%} | "
                          f"{'/'.join(sorted({str(r[2]) for r in runs}))} | "
                          f"{np.mean([r[1] for r in runs]) if runs else float('nan'):.0f} s |")
+    lines += ["", "Runs made on: " + "; ".join(f"{where} ({count} runs)" for where, count in made_on.items())]
     publish(lines, out / "suite.md")
 
 

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from accuracy import cpu_model, publish, run_quietly
+from accuracy import publish, run_quietly
+from tfuda.environment import cpu_model
 
 METHODS = ("adamatch", "fixmatch", "dann", "source-only")
 SAMPLE = 360

@@ -5,7 +5,7 @@
     RUN/checkpoints/        tf.train.CheckpointManager files
     RUN/logs/               TensorBoard event files
     RUN/evaluations.json    the evaluations and collapse alarms so far (kept across --resume)
-    RUN/metrics.json        status, steps, accuracies, wall time, config
+    RUN/metrics.json        status, steps, accuracies, wall time, config, environment
     RUN/model.keras         the final EMA model (float32 [B, S, S, 3] 0..255 -> logits)
 """
 

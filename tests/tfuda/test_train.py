@@ -23,6 +23,7 @@ def test_run_directory_layout_and_metrics(tiny_run):
     assert metrics["config"]["method"] == "adamatch" and metrics["eval_target"] == "digits-m:test"
     assert [h["step"] for h in metrics["eval_history"]] == [3, 6]
     assert json.loads((tiny_run / "class_names.json").read_text()) == [str(i) for i in range(10)]
+    assert metrics["environment"]["tensorflow"] == tf.__version__ and "cores" in metrics["environment"]["cpu"]
 
 
 def test_saved_model_matches_reported_accuracy(tiny_run):

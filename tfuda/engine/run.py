@@ -25,6 +25,7 @@ from tfuda.engine.distribute import is_chief, make_strategy, split_for_replicas,
 from tfuda.engine.evaluate import EvalResult, evaluate
 from tfuda.engine.selection import Selection
 from tfuda.engine.trainer import TrainingModel, make_optimizer
+from tfuda.environment import environment
 from tfuda.methods import Method, method_class
 from tfuda.models import build_model
 from tfuda.models.common import num_classes_of
@@ -238,7 +239,7 @@ def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time:
         "advice": advice(history, steps),
         "eval_target": data.eval_target.info.spec if data.eval_target else None,
         "eval_source": data.eval_source.info.spec if data.eval_source else None,
-        "config": config.to_dict(),
+        "config": config.to_dict(), "environment": environment(),
     }
 
 
@@ -393,7 +394,7 @@ def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method:
             write_json_atomic(run.metrics_file, {
                 "status": "collapsed" if collapsed else "failed", "error": str(err),
                 "steps": err.step, "last_checkpoint": checkpoints.latest, "alarms": evaluation.alarms,
-                "eval_history": evaluation.history, "config": config.to_dict()})
+                "eval_history": evaluation.history, "config": config.to_dict(), "environment": environment()})
             raise
         progress.message(f"warning: {err}; the run's model rolls back to the evaluation at step "
                          f"{selection.chosen['step']} (--on-collapse rollback)")

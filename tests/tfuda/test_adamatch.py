@@ -242,7 +242,10 @@ def test_the_virtual_adversarial_direction_moves_the_prediction_more_than_random
     assert (adversarial > 5 * np.mean(random, axis=0)).all()
 
 
-def test_vat_adds_its_weighted_loss_to_adamatch():
+@pytest.mark.parametrize("option", ["vat", "vmt"])
+def test_a_regulariser_adds_its_weighted_loss_to_adamatch(option):
+    from pipelines.errors import UserError
+
     model = build_model("cnn-small", 3, 16)
     rng = np.random.default_rng(0)
     images = lambda n: tf.constant(rng.uniform(0, 255, size=(n, 16, 16, 3)), tf.float32)  # noqa: E731
@@ -250,9 +253,11 @@ def test_vat_adds_its_weighted_loss_to_adamatch():
              "target": {"weak": images(6), "strong": images(6), "labels": tf.constant([-1] * 6)},
              "seed": tf.constant([3, 4], tf.int64)}
     off, _ = AdaMatch().loss(model, batch, tf.constant(1.0))
-    on, logs = AdaMatch(vat=2.0).loss(model, batch, tf.constant(1.0))
-    assert float(logs["losses/vat"]) > 0
-    np.testing.assert_allclose(float(on - off), 2.0 * float(logs["losses/vat"]), rtol=1e-4)
+    on, logs = AdaMatch(**{option: 2.0}).loss(model, batch, tf.constant(1.0))
+    assert float(logs[f"losses/{option}"]) > 0
+    np.testing.assert_allclose(float(on - off), 2.0 * float(logs[f"losses/{option}"]), rtol=1e-4)
+    with pytest.raises(UserError, match=option):
+        AdaMatch(**{option: -1.0})
 
 
 def test_virtual_mixup_is_zero_for_a_linear_model_and_not_for_a_nonlinear_one():
@@ -271,23 +276,6 @@ def test_virtual_mixup_is_zero_for_a_linear_model_and_not_for_a_nonlinear_one():
     low, high = tf.reduce_min(images, axis=0), tf.reduce_max(images, axis=0)
     assert bool(tf.reduce_all((mixed >= low - 1e-3) & (mixed <= high + 1e-3)))
     assert not np.allclose(mixed.numpy(), images.numpy())
-
-
-def test_vmt_adds_its_weighted_loss_to_adamatch():
-    from pipelines.errors import UserError
-
-    model = build_model("cnn-small", 3, 16)
-    rng = np.random.default_rng(0)
-    images = lambda n: tf.constant(rng.uniform(0, 255, size=(n, 16, 16, 3)), tf.float32)  # noqa: E731
-    batch = {"source": {"weak": images(4), "strong": images(4), "labels": tf.constant([0, 1, 2, 0])},
-             "target": {"weak": images(6), "strong": images(6), "labels": tf.constant([-1] * 6)},
-             "seed": tf.constant([3, 4], tf.int64)}
-    off, _ = AdaMatch().loss(model, batch, tf.constant(1.0))
-    on, logs = AdaMatch(vmt=2.0).loss(model, batch, tf.constant(1.0))
-    assert float(logs["losses/vmt"]) > 0
-    np.testing.assert_allclose(float(on - off), 2.0 * float(logs["losses/vmt"]), rtol=1e-4)
-    with pytest.raises(UserError, match="vmt"):
-        AdaMatch(vmt=-1.0)
 
 
 def test_the_refinement_stage_trains_on_the_teachers_labels_of_the_target_alone():

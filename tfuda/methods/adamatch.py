@@ -40,8 +40,8 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    L = E[1{max p_t >= tau} CE(argmax p_t, z_u,s)] (+ the `entropy`, `vat` and `vmt` terms), the
    teacher following the model by its EMA. The source views are not made then.
 
-Optimiser (SGD Nesterov 0.9, lr 0.03 with cosine decay, weight decay) and the warmed-up EMA of
-the weights live in the shared trainer (`tfuda.engine`).
+Optimiser (SGD with plain momentum 0.9 as in the official code, lr 0.03 with cosine decay, weight
+decay) and the warmed-up EMA of the weights live in the shared trainer (`tfuda.engine`).
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from accuracy import gap_closed, publish, run_all, task_runs
-from tfuda.environment import cpu_model
 from tfuda.budget import MIN_STEPS
+from tfuda.environment import cpu_model
 
 
 def bottleneck_model(path: Path, width: int, seed: int) -> str:

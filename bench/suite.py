@@ -41,7 +41,6 @@ and exits.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -150,7 +149,7 @@ def main() -> None:
 
     from pipelines.builtin import SUITE
     from tfuda.grid import read_sweep_file
-    from tfuda.leaderboard import USABLE, read_entry, run_dir
+    from tfuda.leaderboard import USABLE, read_entry
     from tfuda.sweep import main as sweep
 
     variants = [v for v in args.methods.split(",") if v != "source-only"]
@@ -166,18 +165,19 @@ def main() -> None:
     (out / "sweep.yaml").write_text(yaml.safe_dump({
         "train": {"batch_size": args.batch_size, **({"steps": args.steps} if args.steps else {})},
         "grid": grid(tasks, ["source-only", *variants], seeds)}, sort_keys=False))
+    points = read_sweep_file(str(out / "sweep.yaml")).points
     if args.reuse:
-        link_finished(read_sweep_file(str(out / "sweep.yaml")).points, [Path(d) for d in args.reuse.split(",")], out)
+        link_finished(points, [Path(d) for d in args.reuse.split(",")], out)
     started = time.perf_counter()
     sweep(["--config", str(out / "sweep.yaml"), "--out", str(out / "runs")])
     wall = time.perf_counter() - started
 
     results: dict[tuple[str, str], dict[str, list]] = {}
     made_on: dict[str, int] = {}
-    for point in read_sweep_file(str(out / "sweep.yaml")).points:
+    for point in points:
         entry = read_entry(point, out / "runs")
         if entry.status in USABLE:
-            env = json.loads((run_dir(out / "runs", point) / "metrics.json").read_text()).get("environment")
+            env = entry.environment
             where = f"commit {env['commit'] or 'unknown'}, {env['cpu']}" if env else "not recorded"
             made_on[where] = made_on.get(where, 0) + 1
         task = (point.values["eval_source"].split(":")[0], point.values["source"]) if "eval_source" in point.values \

@@ -38,6 +38,8 @@ class Entry:
     steps: int | None = None
     wall_time_s: float | None = None
     error: str | None = None
+    environment: dict[str, str | None] | None = None
+    """What the run ran on (`metrics.json` `environment`; None for runs that predate it)."""
 
     def score(self, by: str) -> float | None:
         """This run's `by` score, or None when it left no model or was not scored by `by`."""
@@ -80,7 +82,8 @@ def read_entry(point: Point, out: Path) -> Entry:
     model_step = (metrics.get("selection") or {}).get("step", metrics.get("steps"))
     return Entry(point, status, metrics.get("validators") or {}, metrics.get("target_accuracy"),
                  alarm=any(alarm["step"] == model_step for alarm in metrics.get("alarms") or []),
-                 steps=metrics.get("steps"), wall_time_s=metrics.get("wall_time_s"))
+                 steps=metrics.get("steps"), wall_time_s=metrics.get("wall_time_s"),
+                 environment=metrics.get("environment"))
 
 
 def rank(entries: list[Entry], by: str) -> list[Entry]:

@@ -281,6 +281,7 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
         an unknown option or a bad value.
       tfuda.engine.loop.NonFiniteLoss, Collapsed: training failed (see `on_collapse`).
     """
+    from tfuda.budget import given_budget
     from tfuda.engine.run import data_budget, fit
 
     options = _check_options(options)
@@ -289,11 +290,13 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
     data = _open_data({"source": source, "target": target, "eval_target": eval_target, "eval_source": eval_source},
                       class_names, num_classes_of(classifier), method)
     config = _run_config(method, data, int(classifier.input_shape[1]), classifier.name, options)
-    if config.steps is None:  # checked first: the budget divides by the batch size
-        budget = data_budget(data, config.batch_size)
+    budget = data_budget(data, config.batch_size)  # after the check: the budget divides by the batch size
+    if config.steps is None:
         config = _run_config(method, data, config.image_size, classifier.name, {**options, "steps": budget.steps})
-        if verbose:
-            print(budget.line(), flush=True)
+    else:
+        budget = given_budget(config.steps, budget)
+    if verbose and not resume:
+        print(budget.line(), flush=True)
     run, temporary = _run_dir(run_dir, resume)
     config.out = str(run.path)
     if resume:

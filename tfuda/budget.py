@@ -33,14 +33,16 @@ with cnn-small (larger models take longer)."""
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """A run's number of steps and why, as printed in its first lines."""
+    """A run's number of steps and why, as printed in its first line."""
 
     steps: int
     reason: str
+    given: bool = False
+    """True when `--steps` (or `steps=`) set it; `reason` then says what the default would be."""
 
     def line(self) -> str:
         """The line a run starts with."""
-        return f"budget: {self.reason}"
+        return f"budget: {self.reason}" + ("" if self.given else "; --steps sets it")
 
 
 def default_budget(target_images: int | None, batch_size: int) -> Budget:
@@ -53,11 +55,19 @@ def default_budget(target_images: int | None, batch_size: int) -> Budget:
     """
     unlabeled_per_step = UNLABELED_PER_LABELED * batch_size
     if target_images is None:
-        return Budget(MIN_STEPS, f"{MIN_STEPS} steps (the floor: the target's size is unknown; --steps sets it)")
+        return Budget(MIN_STEPS, f"{MIN_STEPS} steps (the floor: the target's size is unknown)")
     passes = int(PASSES * target_images / unlabeled_per_step + 0.5)
     steps = min(MAX_STEPS, max(MIN_STEPS, passes))
     bound = "" if steps == passes else \
         f", the {'floor' if steps == MIN_STEPS else 'ceiling'} ({passes} steps would be {PASSES} passes)"
     done = steps * unlabeled_per_step / target_images
     return Budget(steps, f"{steps} steps = {done:.0f} passes over the {target_images:,} unlabeled target images "
-                         f"at {unlabeled_per_step} a step{bound}; --steps sets it")
+                         f"at {unlabeled_per_step} a step{bound}")
+
+
+def given_budget(steps: int, default: Budget) -> Budget:
+    """The budget of a run given `steps` explicitly, beside the `default` it replaces (a demo run
+    shorter than the default learns from its first line, not only from its closing advice)."""
+    if steps == default.steps:
+        return Budget(steps, f"{steps} steps (given), the default for this data: {default.reason}", given=True)
+    return Budget(steps, f"{steps} steps (given); the default for this data would be {default.reason}", given=True)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tfuda import budget
-from tfuda.budget import default_budget
+from tfuda.budget import default_budget, given_budget
 
 
 def test_the_budget_is_twenty_passes_over_the_target_between_floor_and_ceiling():
@@ -24,7 +24,15 @@ def test_the_reason_says_passes_images_and_which_bound():
     assert "the floor (488 steps would be 20 passes)" in default_budget(585, 8).reason
     assert "the ceiling (50000 steps would be 20 passes)" in default_budget(60_000, 8).reason
     assert "unknown" in default_budget(None, 8).reason
-    assert all("--steps" in default_budget(n, 8).reason for n in (None, 585, 4000, 60_000))
+    assert all(default_budget(n, 8).line().endswith("; --steps sets it") for n in (None, 585, 4000, 60_000))
+
+
+def test_a_given_budget_says_what_the_default_would_be():
+    default = default_budget(1437, 8)
+    assert given_budget(1200, default).line() == f"budget: 1200 steps (given); the default for this data would be " \
+                                                 f"{default.reason}"
+    assert given_budget(1200, default).steps == 1200 and default.reason.startswith("2400 steps = 40 passes")
+    assert given_budget(2400, default).line() == f"budget: 2400 steps (given), the default for this data: {default.reason}"
 
 
 @pytest.fixture
@@ -52,6 +60,12 @@ def test_a_run_without_steps_trains_the_budget_says_it_first_and_records_it(tmp_
     assert main(["--resume", "--steps", str(expected + 2), "--out", str(out), "--no-report"]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == expected + 2
     assert "budget:" not in capsys.readouterr().out
+    # a fresh run given --steps says so, and what the data's default would be
+    assert main(["--batch-size", "64", "--image-size", "16", "--validation-size", "32", "--steps", "2",
+                 "--no-report", "--out", str(tmp_path / "given")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == \
+        f"budget: 2 steps (given); the default for this data would be {expected} steps = 1 passes over the 1,437 " \
+        "unlabeled target images at 192 a step"
 
 
 def test_contrastive_phases_follow_the_budget(tmp_path, small_budget):
@@ -72,4 +86,7 @@ def test_adapt_without_steps_trains_the_budget(capsys, small_budget):
     result = tfuda.adapt(model, "digits", "digits-m", batch_size=64, eval_every=100, validation_size=32)
     assert result.metrics["steps"] == small_budget(64) == result.metrics["config"]["steps"]
     assert capsys.readouterr().out.startswith(f"budget: {small_budget(64)} steps")
+    tfuda.adapt(model, "digits", "digits-m", batch_size=64, steps=1, eval_every=100, validation_size=32)
+    assert capsys.readouterr().out.startswith(f"budget: 1 steps (given); the default for this data would be "
+                                              f"{small_budget(64)} steps")
     assert len(result.estimated_target_prior) == 10 and isinstance(result.advice, list)

@@ -16,7 +16,7 @@ from pipelines.errors import DataError
 from pipelines.feeds import FeedSpec, make_feed
 from pipelines.run_data import RunData, TrainingData
 from tfuda.atomic import save_model_atomic, write_json_atomic
-from tfuda.budget import Budget, default_budget
+from tfuda.budget import Budget, default_budget, given_budget
 from tfuda.config import SELECT_LAST, Config, ConfigError
 from tfuda.engine import loop
 from tfuda.engine.batchnorm import with_target_statistics
@@ -293,9 +293,12 @@ def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None,
     method_cls = method_class(config.method)
     data = open_training_data(config, method_cls,
                               init_class_names(config.init, config.class_names) if config.init else None)
+    budget = data_budget(data, config.batch_size * strategy.num_replicas_in_sync)
     if config.steps is None:
-        budget = data_budget(data, config.batch_size * strategy.num_replicas_in_sync)
         write_json_atomic(run.config_file, config.set_steps(budget.steps).to_dict())
+    elif resume_from is None:  # a fresh run given --steps; a resumed one said its budget when it started
+        budget = given_budget(config.steps, budget)
+    if resume_from is None:
         print(budget.line(), file=stream or sys.stdout, flush=True)
     return fit(lambda: initial_classifier(config, len(data.class_names)), data, method_cls.for_run(config), config,
                run, resume_from=resume_from, stream=stream, strategy=strategy).metrics

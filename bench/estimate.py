@@ -27,8 +27,16 @@ target sample (the validators' sample), beside the run's true target accuracy on
   held-out source image no farther than 95% of the source images' own nearest neighbours), and
   ATC/DoC on those with chance (1/K) assumed on the others.
 
+* `cot (...)`: confidence optimal transport (Lu et al., NeurIPS 2023; `tfuda.validate.estimate`)
+  onto labels with the source's class proportions, the run's EM estimate of the target's, or the
+  `plausible prior` between them (`plausible_prior`); `true prior: oracle` uses the target's true
+  proportions — a diagnostic that reads target labels, not an estimator.
+* `run's estimate (est_accuracy)`: what runs print and record (`tfuda.validate.estimate.
+  estimate_accuracy`: calibrated COT with the plausible prior on 500 held-out source images in two
+  augmented views), recomputed here so runs made before it are judged too.
+
 Prints each run and, per estimator, the mean and max absolute error and how many runs it misses
-by more than 10 points.
+by more than 10 points. Runs linked into several outputs (`bench/suite.py --reuse`) count once.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import numpy as np
 
 from accuracy import publish, run_quietly
 from tfuda.environment import cpu_model
+from tfuda.validate.estimate import cot, estimate_accuracy, fit_temperature, plausible_prior, scale
 
 def neg_entropy_scores(probs: np.ndarray) -> np.ndarray:
     """float64 `[N]`: -H(p) of each row of `probs` `[N, K]`."""
@@ -77,26 +86,6 @@ def atc(target_probs: np.ndarray, source_probs: np.ndarray, source_labels: np.nd
 
 ESTIMATORS = {"confidence": confidence, "doc": doc, "atc": atc}
 
-TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
-"""Temperatures searched (log-spaced) by `fit_temperature`."""
-
-
-def scale(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log(probs) / temperature) `[N, K]` float64: the model's probabilities at another
-    temperature."""
-    logits = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, None)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    scaled = np.exp(logits)
-    return scaled / scaled.sum(axis=1, keepdims=True)
-
-
-def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature of `TEMPERATURES` minimising the negative log-likelihood of `labels` `[N]`
-    under `probs` `[N, K]` (temperature scaling, Guo et al., ICML 2017)."""
-    rows = np.arange(len(labels))
-    nll = [-np.mean(np.log(np.clip(scale(probs, t)[rows, labels], 1e-12, None))) for t in TEMPERATURES]
-    return float(TEMPERATURES[int(np.argmin(nll))])
-
 def unit_rows(features: np.ndarray) -> np.ndarray:
     """Each row of `features` `[N, D]` scaled to unit length (cosine similarities by matmul)."""
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
@@ -129,7 +118,7 @@ SAMPLE = 1000
 
 def run_dirs(patterns: list[str]) -> list[Path]:
     """Finished, non-oracle run directories matching `patterns`, sorted."""
-    found = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern)})
+    found = sorted({Path(p).resolve() for pattern in patterns for p in glob.glob(pattern)})  # a linked run once
     return [p for p in found if (p / "metrics.json").is_file() and (p / "model.keras").is_file()]
 
 
@@ -183,11 +172,36 @@ def judge(path: Path) -> dict | None:
             estimates["temperature (aug)"] = t
             calibrated, calibrated_source = scale(target_probs, t), scale(probs, t)
             estimates["confidence (T aug)"] = confidence(calibrated)
+            source_prior = np.bincount(labels, minlength=target_probs.shape[1])
+            estimates["cot (source prior)"] = cot(target_probs, source_prior)
+            estimates["cot (T aug, source prior)"] = cot(calibrated, source_prior)
+            if metrics.get("estimated_target_prior"):
+                estimates["cot (estimated prior)"] = cot(target_probs, np.asarray(metrics["estimated_target_prior"]))
+                estimates["cot (T aug, estimated prior)"] = cot(calibrated, np.asarray(metrics["estimated_target_prior"]))
+                estimates["cot (T aug, plausible prior)"], _ = plausible_prior(
+                    calibrated, metrics["estimated_target_prior"], source_prior)
+            if metrics.get("target_confusion"):  # a diagnostic, not an estimator: it reads the target's labels
+                estimates["cot (T aug, true prior: oracle)"] = cot(calibrated, np.sum(metrics["target_confusion"], axis=1))
             for name in ("doc", "atc"):
                 estimates[f"{name} (T aug)"] = ESTIMATORS[name](calibrated, calibrated_source, truth)
         estimates[f"source accuracy ({view})"] = float(np.mean(probs.argmax(axis=1) == truth))
+    estimates["run's estimate (est_accuracy)"] = run_estimate(config, data, model, target_probs)
     return {"run": path.name, "method": config["method"], "task": f"{config['source']} -> {config['target']}",
             "true": metrics["target_accuracy"], "estimates": estimates}
+
+
+def run_estimate(config: dict, data, model, target_probs: np.ndarray) -> float:
+    """`est_accuracy` as a run computes it at its end (`tfuda.validate.sample.TargetValidation`),
+    for runs made before runs recorded it."""
+    from pipelines.augment import Augment
+    from tfuda.validate.prior import estimate_prior
+    from tfuda.validate.sample import HELD_OUT_SIZE, HeldOutSource, source_prior
+
+    held_out = HeldOutSource(data.eval_source, HELD_OUT_SIZE, config["image_size"], Augment(flip=config.get("flip", False)),
+                             config["seed"])
+    prior = source_prior(data.source, target_probs.shape[1])
+    return estimate_accuracy(target_probs, held_out.probs(model), held_out.labels, estimate_prior(target_probs, prior),
+                             prior).value
 
 
 def main() -> None:

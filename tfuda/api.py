@@ -89,6 +89,12 @@ class AdaptResult:
         return self.metrics.get("estimated_target_prior")
 
     @property
+    def estimated_target_accuracy(self) -> float | None:
+        """The target accuracy estimated without target labels (`tfuda.validate.estimate`; None
+        without labeled source data and a held-out source set)."""
+        return (self.metrics.get("estimated_target_accuracy") or {}).get("value")
+
+    @property
     def advice(self) -> list[str]:
         """What the run's evaluations suggest (still rising: more steps; worse than its start)."""
         return self.metrics.get("advice", [])

@@ -20,7 +20,7 @@ from tfuda.atomic import write_text_atomic
 from tfuda.config import Config
 from tfuda.grid import Point
 from tfuda.report import fmt_cell, html_table
-from tfuda.validate import SCORES
+from tfuda.validate import ESTIMATE, SCORES
 
 USABLE = ("completed", "rolled_back")
 """Statuses of a run that left a model."""
@@ -105,13 +105,15 @@ def pair_verdict(usable: list[Entry], by: str) -> str | None:
     adapted = next((e for e in usable if not e.source_only), None)
     if baseline is None or adapted is None:
         return None
+    estimated = "" if by == ESTIMATE or None in (adapted.score(ESTIMATE), baseline.score(ESTIMATE)) else \
+        f"; est. target accuracy {adapted.score(ESTIMATE):.2f} vs source-only {baseline.score(ESTIMATE):.2f}"
     if usable.index(adapted) < usable.index(baseline):
         return (f"adaptation helped by {by}: {adapted.point.name} ({adapted.scores[by]:.4f}) ranks above the best "
-                f"source-only run {baseline.point.name} ({baseline.scores[by]:.4f})")
+                f"source-only run {baseline.point.name} ({baseline.scores[by]:.4f}){estimated}")
     return (f"adaptation did not help by {by}: the best source-only run {baseline.point.name} "
             f"({baseline.scores[by]:.4f}) ranks above every adapted run"
             + (" (whose models raised the collapse alarm)" if all(e.alarm for e in usable if not e.source_only)
-               else ""))
+               else "") + estimated)
 
 
 def verdict(ranked: list[Entry], by: str) -> str | None:

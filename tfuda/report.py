@@ -26,6 +26,7 @@ import numpy as np
 
 from pipelines.errors import UserError
 from tfuda.atomic import write_json_atomic, write_text_atomic
+from tfuda.validate import ESTIMATE
 from tfuda.cli import VERBOSE_HELP, HelpFormatter, command, example, run_command
 from tfuda.rundir import RunDir
 
@@ -109,7 +110,7 @@ CURVE_GROUPS = (
     ("mask rate / threshold", lambda tag: tag in ("monitors/mask_rate", "monitors/threshold")),
     ("pseudo-label accuracy", lambda tag: "pseudo_label_acc" in tag),
     ("learning rate", lambda tag: tag == "monitors/lr"),
-    ("eval accuracy", lambda tag: tag.startswith("eval/")),
+    ("eval accuracy", lambda tag: tag.startswith("eval/") or tag == f"validators/{ESTIMATE}"),
 )
 """The first row of panels; the second has one panel per label-free validator, each on its own
 scale (their ranges differ by 100x), with the labeled target accuracy beside it where the run has one."""
@@ -255,6 +256,7 @@ def summary_rows(metrics: dict) -> list[tuple[str, str]]:
         ("wall time (s)", fmt_cell(metrics.get("wall_time_s"), 1)),
         ("source accuracy", fmt_cell(metrics.get("source_accuracy"))),
         ("target accuracy", fmt_cell(metrics.get("target_accuracy"))),
+        ("estimated target accuracy (no labels)", fmt_cell((metrics.get("estimated_target_accuracy") or {}).get("value"))),
         ("target evaluation set", fmt_cell(metrics.get("eval_target"))),
         *((f"validator {name}", fmt_cell(value)) for name, value in (metrics.get("validators") or {}).items()),
         ("status", fmt_cell(metrics.get("status"))),

@@ -113,6 +113,19 @@ def test_the_verdict_compares_the_best_adapted_run_with_the_best_source_only_run
     assert verdict(rank([entry("a", im=1.0), entry("b", im=2.0)], "im"), "im") is None
 
 
+def test_the_verdict_speaks_in_estimated_accuracy_where_the_runs_have_it():
+    def estimated(name, im, est, method="adamatch"):
+        point = Point(name, {}, {"method": method})
+        return Entry(point, "completed", {"im": im, "est_accuracy": est}, None, False)
+
+    runs = rank([estimated("base", 1.0, 0.41, "source-only"), estimated("good", 1.5, 0.84)], "im")
+    assert verdict(runs, "im").endswith("ranks above the best source-only run base (1.0000); "
+                                        "est. target accuracy 0.84 vs source-only 0.41")
+    by_estimate = verdict(rank(runs, "est_accuracy"), "est_accuracy")
+    assert by_estimate == "adaptation helped by est_accuracy: good (0.8400) ranks above the best source-only run " \
+                          "base (0.4100)"
+
+
 def test_the_verdict_compares_runs_of_one_domain_pair_and_leaves_labeled_target_runs_out():
     def run(name, im, source, target, method="adamatch"):
         return Entry(Point(name, {}, {"method": method, "source": source, "target": target}), "completed", {"im": im})

@@ -55,9 +55,12 @@ def test_snd_by_hand_on_the_softmax_outputs():
 
 def test_every_run_reports_validators_at_each_evaluation(tiny_run):
     metrics = json.loads((tiny_run / "metrics.json").read_text())
-    assert set(metrics["validators"]) == {*VALIDATORS, "source_accuracy"}
+    assert set(metrics["validators"]) == {*VALIDATORS, "source_accuracy", "est_accuracy"}
     for entry in metrics["eval_history"]:
-        assert {f"validators/{name}" for name in VALIDATORS} <= set(entry)
+        assert {f"validators/{name}" for name in (*VALIDATORS, "est_accuracy")} <= set(entry)
+    estimate = metrics["estimated_target_accuracy"]
+    assert estimate["value"] == pytest.approx(metrics["validators"]["est_accuracy"], abs=1e-4)
+    assert 0.0 <= estimate["value"] <= 1.0 and estimate["method"].startswith("cot")
     last = metrics["eval_history"][-1]
     assert metrics["validators"]["im"] == pytest.approx(last["validators/im"])
     assert metrics["validators"]["source_accuracy"] == pytest.approx(metrics["source_accuracy"])
@@ -118,5 +121,5 @@ def test_the_collapse_alarm_warns_or_stops(tmp_path, capsys, monkeypatch, on_col
 def test_a_source_only_run_is_judged_by_the_validators_too(trained_run):
     """source-only trains on no target image, but its model is scored on the unlabeled target."""
     metrics = json.loads((trained_run / "metrics.json").read_text())
-    assert set(metrics["validators"]) == {*VALIDATORS, "source_accuracy"}
+    assert set(metrics["validators"]) == {*VALIDATORS, "source_accuracy", "est_accuracy"}
     assert all(np.isfinite(v) for v in metrics["validators"].values())

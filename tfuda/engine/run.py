@@ -31,8 +31,10 @@ from tfuda.models import build_model
 from tfuda.models.common import num_classes_of
 from tfuda.models.init import init_class_names, load_init
 from tfuda.rundir import RunDir
+from tfuda.validate import ESTIMATE
 from tfuda.validate.advice import advice
-from tfuda.validate.sample import TargetSample, TargetValidation, source_prior
+from tfuda.validate.estimate import described_estimate
+from tfuda.validate.sample import HELD_OUT_SIZE, HeldOutSource, TargetSample, TargetValidation, source_prior
 
 DEFAULT_VALIDATION_SIZE = 1000
 
@@ -210,13 +212,20 @@ def target_sample(config: Config, data: TrainingData) -> TargetSample | None:
     return TargetSample(target, size, config.image_size, config.seed)
 
 
-def validation(data: TrainingData, sample: TargetSample | None, from_model: bool) -> TargetValidation | None:
+def validation(config: Config, data: TrainingData, sample: TargetSample | None,
+               from_model: bool) -> TargetValidation | None:
     """model -> (label-free validator scores, collapse alarm or None, estimated target prior) on
     the target `sample` (None without one); `from_model`: the run starts from an existing model,
-    evaluated first (`TargetValidation`)."""
+    evaluated first (`TargetValidation`). With labeled source data and a held-out source set the
+    scores include the estimated target accuracy."""
     if sample is None:
         return None
-    return TargetValidation(sample, source_prior(data.source, len(data.class_names)), data.class_names, from_model)
+    held_out = None
+    if data.source is not None and data.eval_source is not None:
+        held_out = HeldOutSource(data.eval_source, HELD_OUT_SIZE, config.image_size, Augment(flip=config.flip),
+                                 config.seed)
+    return TargetValidation(sample, source_prior(data.source, len(data.class_names)), data.class_names, from_model,
+                            held_out)
 
 
 def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time: float,
@@ -234,7 +243,8 @@ def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time:
         "target_accuracy": target.accuracy if target else None,
         "per_class_target_accuracy": target.per_class if target else None,
         "target_confusion": target.confusion if target else None,
-        "validators": validators, "estimated_target_prior": prior, "alarms": alarms,
+        "validators": validators, "estimated_target_prior": prior,
+        "estimated_target_accuracy": described_estimate(validators.get(ESTIMATE)), "alarms": alarms,
         "wall_time_s": round(wall_time, 2), "eval_history": history,
         "advice": advice(history, steps),
         "eval_target": data.eval_target.info.spec if data.eval_target else None,
@@ -251,6 +261,9 @@ def check_select(config: Config, data: TrainingData) -> None:
         raise ConfigError(f"--select {config.select} scores the unlabeled target, and this run has no --target")
     if config.select == "source_accuracy" and data.eval_source is None:
         raise ConfigError("--select source_accuracy needs a labeled source evaluation set: give --eval-source")
+    if config.select == ESTIMATE and (data.eval_source is None or data.source is None):
+        raise ConfigError(f"--select {ESTIMATE} calibrates on held-out labeled source images, which this run "
+                          "has not: give --source and --eval-source, or --select another validator")
 
 
 def finish(config: Config, data: TrainingData, run: RunDir, trainer: TrainingModel, evaluation: loop.PeriodicEvaluation,
@@ -275,6 +288,8 @@ def finish(config: Config, data: TrainingData, run: RunDir, trainer: TrainingMod
     print("done: " + "  ".join(
         f"{name} accuracy {metrics[name + '_accuracy']:.4f}" if metrics[name + "_accuracy"] is not None
         else f"{name} accuracy n/a (no labeled eval set)" for name in ("source", "target"))
+        + (f"  est. target accuracy {estimated['value']:.2f} (±{estimated['max_error_measured']:.2f})"
+           if (estimated := metrics["estimated_target_accuracy"]) else "")
         + f"  wall time {metrics['wall_time_s']:.0f}s  model {run.model_file}{chosen}", file=stream, flush=True)
     for line in metrics["advice"]:
         print(line, file=stream, flush=True)
@@ -360,7 +375,7 @@ def _fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method:
     keras.utils.set_random_seed(config.seed)  # tf.data's seeded shuffles also depend on the global seed
     sample = target_sample(config, data) if chief else None
     from_model = method.source_free() or config.init is not None
-    validate = validation(data, sample, from_model)
+    validate = validation(config, data, sample, from_model)
     prepare = with_target_statistics(sample.images) if sample is not None and method.reestimates_batch_norm else None
     spec = feed_spec(config, method, replicas)
     method.monitor_target_labels = bool(target is not None and target.info.labeled)

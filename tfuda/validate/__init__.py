@@ -30,5 +30,9 @@ VALIDATORS: dict[str, Validator] = {
 }
 """Target-output validators by name; `source_accuracy` (held-out source accuracy) is logged beside them."""
 
-SCORES: tuple[str, ...] = (*VALIDATORS, "source_accuracy")
+ESTIMATE = "est_accuracy"
+"""The estimated target accuracy (`tfuda.validate.estimate`), logged beside the validators when
+the run has held-out labeled source images."""
+
+SCORES: tuple[str, ...] = (*VALIDATORS, "source_accuracy", ESTIMATE)
 """Every score a run logs under `validators/`: what `--select` and the sweep's `rank_by` may name."""

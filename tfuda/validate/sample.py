@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from pipelines.augment import Augment
 from pipelines.feeds import first_images
 from pipelines.sources import Source
 from tfuda.inference import features_fn
-from tfuda.validate import VALIDATORS
+from tfuda.validate import ESTIMATE, VALIDATORS
 from tfuda.validate.advice import start_of
 from tfuda.validate.alarm import collapse_alarm
+from tfuda.validate.estimate import estimate_accuracy
 from tfuda.validate.prior import estimate_prior
 
 BATCH = 256
+HELD_OUT_SIZE = 500
+"""Held-out source images `HeldOutSource` takes (two augmented views of each)."""
 
 
 def model_outputs(model: keras.Model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,6 +48,28 @@ class TargetSample:
         return model_outputs(model, self.images)
 
 
+class HeldOutSource:
+    """`views` strongly augmented copies of the first `size` held-out labeled source images (a
+    fixed shuffle): where a model errs as it does under a shift, the set `estimate_accuracy`
+    calibrates on. `images` uint8 `[views * N, S, S, 3]`, `labels` int64 `[views * N]`.
+
+    Args:
+      source: the labeled held-out source (the run's `eval_source`).
+      augment: the run's augmentation policy (its strong view is used).
+      seed: the augmentation's seed (the run's `--seed`).
+    """
+
+    def __init__(self, source: Source, size: int, image_size: int, augment: Augment, seed: int, views: int = 2):
+        images, labels = first_images(source, size, image_size, shuffle_seed=0)
+        copies = [augment.strong(tf.constant(images), tf.constant([seed, view], tf.int64)) for view in range(views)]
+        self.images = np.concatenate([tf.cast(tf.clip_by_value(tf.round(c), 0, 255), tf.uint8).numpy() for c in copies])
+        self.labels = np.tile(labels, views)
+
+    def probs(self, model: keras.Model) -> np.ndarray:
+        """`model`'s probabilities on the views `[views * N, K]`."""
+        return model_outputs(model, self.images)[0]
+
+
 def source_prior(source: Source | None, num_classes: int) -> np.ndarray | None:
     """The labeled source's class proportions `[K]` float64 (None without source data)."""
     if source is None:
@@ -69,7 +96,8 @@ def expected_shares(source_prior: np.ndarray, reference: np.ndarray | None) -> n
 
 class TargetValidation:
     """model -> `(validator scores, collapse alarm or None, estimated target prior [K])` on the
-    target sample, one call per evaluation in step order.
+    target sample, one call per evaluation in step order. With a `held_out` source the scores
+    include `est_accuracy`, the estimated target accuracy (`tfuda.validate.estimate`).
 
     The target prior is estimated at every call (`tfuda.validate.prior`, EM from the source
     prior). A run from an existing model (`--init`, source-free methods) is first called on the
@@ -86,11 +114,13 @@ class TargetValidation:
       class_names: for the alarm's message.
       from_model: the first call is on the model the run starts from (its estimate becomes the
         reference).
+      held_out: augmented held-out labeled source images (None: no accuracy estimate).
     """
 
     def __init__(self, sample: TargetSample, source_prior: np.ndarray | None, class_names: list[str],
-                 from_model: bool = False):
+                 from_model: bool = False, held_out: HeldOutSource | None = None):
         self.sample, self.class_names, self.from_model = sample, list(class_names), from_model
+        self.held_out = held_out
         classes = len(self.class_names)
         self.source_prior = np.full(classes, 1.0 / classes) if source_prior is None else np.asarray(source_prior)
         self.reference: np.ndarray | None = None
@@ -107,5 +137,8 @@ class TargetValidation:
         expected = expected_shares(self.source_prior, self.reference)
         if self.reference is None and self.from_model:
             self.reference, self.from_model = estimate, False
-        return (score(probs, features, expected / expected.sum()), collapse_alarm(probs, expected, self.class_names),
-                estimate)
+        scores = score(probs, features, expected / expected.sum())
+        if self.held_out is not None:
+            scores[ESTIMATE] = estimate_accuracy(probs, self.held_out.probs(model), self.held_out.labels, estimate,
+                                                 self.source_prior).value
+        return scores, collapse_alarm(probs, expected, self.class_names), estimate

@@ -47,6 +47,15 @@ def test_a_run_that_lost_source_accuracy_from_its_start_says_so():
     assert advice(history(0.08, 0.07, **{"eval/source_accuracy": (0.2, 0.1)}), 1000) == []
 
 
+
+def test_a_run_whose_estimated_target_accuracy_fell_from_its_start_says_so():
+    runs = history(0.067, 0.086, steps=(0, 600), **{"validators/est_accuracy": (0.62, 0.41)})
+    assert advice(runs, 600) == ["warning: estimated target accuracy (no labels) fell from 0.6200 at the start to "
+                                 "0.4100: adaptation likely made this model worse; compare it with the model it "
+                                 "started from before deploying it"]
+    assert advice(history(0.067, 0.07, steps=(0, 600), **{"validators/est_accuracy": (0.62, 0.60)}), 600) == []
+
+
 @pytest.mark.parametrize("method", ["tent"])
 def test_a_run_from_a_model_is_evaluated_at_its_start(tiny_run, tmp_path, method):
     import keras
@@ -65,3 +74,6 @@ def test_a_run_from_a_model_is_evaluated_at_its_start(tiny_run, tmp_path, method
     init = keras.saving.load_model(tiny_run / "model.keras", compile=False)
     assert start["eval/source_accuracy"] == pytest.approx(evaluate(init, open_source("digits:test"), 32).accuracy)
     assert isinstance(metrics["advice"], list)
+    # a source-free run given held-out labeled source images estimates its target accuracy from them
+    assert 0.0 <= start["validators/est_accuracy"] <= 1.0
+    assert metrics["estimated_target_accuracy"]["value"] == pytest.approx(metrics["validators"]["est_accuracy"], abs=1e-4)

@@ -216,16 +216,16 @@ def validation(config: Config, data: TrainingData, sample: TargetSample | None,
                from_model: bool) -> TargetValidation | None:
     """model -> (label-free validator scores, collapse alarm or None, estimated target prior) on
     the target `sample` (None without one); `from_model`: the run starts from an existing model,
-    evaluated first (`TargetValidation`). With labeled source data and a held-out source set the
-    scores include the estimated target accuracy."""
+    evaluated first (`TargetValidation`). With a held-out labeled source set (a source-free run:
+    `--eval-source`) the scores include the estimated target accuracy."""
     if sample is None:
         return None
     held_out = None
-    if data.source is not None and data.eval_source is not None:
+    if data.eval_source is not None:
         held_out = HeldOutSource(data.eval_source, HELD_OUT_SIZE, config.image_size, Augment(flip=config.flip),
                                  config.seed)
-    return TargetValidation(sample, source_prior(data.source, len(data.class_names)), data.class_names, from_model,
-                            held_out)
+    prior = source_prior(data.source or data.eval_source, len(data.class_names))
+    return TargetValidation(sample, prior, data.class_names, from_model, held_out)
 
 
 def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time: float,
@@ -261,9 +261,9 @@ def check_select(config: Config, data: TrainingData) -> None:
         raise ConfigError(f"--select {config.select} scores the unlabeled target, and this run has no --target")
     if config.select == "source_accuracy" and data.eval_source is None:
         raise ConfigError("--select source_accuracy needs a labeled source evaluation set: give --eval-source")
-    if config.select == ESTIMATE and (data.eval_source is None or data.source is None):
+    if config.select == ESTIMATE and data.eval_source is None:
         raise ConfigError(f"--select {ESTIMATE} calibrates on held-out labeled source images, which this run "
-                          "has not: give --source and --eval-source, or --select another validator")
+                          "has not: give --eval-source, or --select another validator")
 
 
 def finish(config: Config, data: TrainingData, run: RunDir, trainer: TrainingModel, evaluation: loop.PeriodicEvaluation,

@@ -9,9 +9,9 @@ Two cases users cannot see in the final numbers:
   points of target accuracy with 3,333 steps; at 3,333 steps its `bnm` had flattened (-0.3%);
   source-only runs, which gain nothing from more steps, rose under 4% or fell at the end.
 * **worse than its start**: a run from an existing model (`--init`, source-free methods) whose
-  held-out labeled source accuracy fell by more than `SOURCE_DROP`. The label-free target scores
-  cannot show this (a collapsing SHOT run raised every one of them), but a few labeled source
-  images can: give `--eval-source`.
+  held-out labeled source accuracy, or estimated target accuracy (`est_accuracy`), fell by more
+  than `SOURCE_DROP`. The label-free target scores cannot show this (a collapsing SHOT run raised
+  every one of them), but a few labeled source images can: give `--eval-source`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from __future__ import annotations
 RISE = 0.05
 """Relative gain of `bnm` over the second half of a run above which it counts as still rising."""
 SOURCE_DROP = 0.05
-"""Fall of held-out source accuracy from the start (absolute) that a run reports as a loss."""
+"""Fall of held-out source accuracy or estimated target accuracy from the start (absolute) that a
+run reports as a loss."""
+DROPS = (("eval/source_accuracy", "accuracy on the held-out labeled source"),
+         ("validators/est_accuracy", "estimated target accuracy (no labels)"))
 WATCHED = "validators/bnm"
 
 
@@ -60,11 +63,11 @@ def advice(history: list[dict], steps: int) -> list[str]:
                      f"{', '.join(str(e['step']) for e in recent)}): the run is likely not done; try --steps "
                      f"{2 * steps} (a new run, or --resume --steps {2 * steps} to continue this one)")
     start = start_of(history)
-    key = "eval/source_accuracy"
-    if start is not None and start.get(key) is not None and history[-1].get(key) is not None:
-        before, after = start[key], history[-1][key]
-        if before - after > SOURCE_DROP:
-            lines.append(f"warning: accuracy on the held-out labeled source fell from {before:.4f} at the start to "
-                         f"{after:.4f}: adaptation likely made this model worse; compare it with the model it "
-                         "started from before deploying it")
+    for key, what in DROPS:
+        if start is not None and start.get(key) is not None and history[-1].get(key) is not None:
+            before, after = start[key], history[-1][key]
+            if before - after > SOURCE_DROP:
+                lines.append(f"warning: {what} fell from {before:.4f} at the start to {after:.4f}: adaptation "
+                             "likely made this model worse; compare it with the model it started from before "
+                             "deploying it")
     return lines

@@ -26,9 +26,9 @@ import numpy as np
 
 from pipelines.errors import UserError
 from tfuda.atomic import write_json_atomic, write_text_atomic
-from tfuda.validate import ESTIMATE
 from tfuda.cli import VERBOSE_HELP, HelpFormatter, command, example, run_command
 from tfuda.rundir import RunDir
+from tfuda.validate import ESTIMATE
 
 REPORT_DIR = "report"
 IMAGES = ("samples.png", "curves.png", "embedding.png", "per_class.png", "confusion.png")

@@ -15,8 +15,8 @@ Two things make it work here (docs/benchmarks.md, *Estimating target accuracy*):
 - **Calibration.** The probabilities are first rescaled by the temperature (Guo et al., ICML 2017)
   that fits strongly augmented held-out *labeled source* images best: there the model errs as it
   does on a shifted domain, while on clean source images it is often always right.
-- **The class proportions.** COT needs the target's; with the true ones it came within 2.6 points
-  on average (6.7 at most) of the true accuracy on 23 runs. Without labels: the source's
+- **The class proportions.** COT needs the target's; with the true ones it came within 2.5 points
+  on average (6.7 at most) of the true accuracy on 26 runs. Without labels: the source's
   proportions moved toward the model's own EM estimate only as far as its error requires, since a
   model right on a fraction a of the target predicts class shares within L1 2(1 - a) of the true
   ones (`plausible_prior`). A confident model adapted to a long-tailed target keeps its estimate;

@@ -20,6 +20,12 @@ def test_cot_is_the_mean_confidence_when_the_predictions_match_the_prior_and_les
     assert cot(all_zero, np.array([0.5, 0.5])) == pytest.approx(0.5)
     balanced = confident(np.arange(10) % 2, 2, 0.9)
     assert cot(balanced, np.array([1, 1])) == pytest.approx(0.9)  # the prior is normalised
+    # EM on an untrained model (near-uniform predictions) gave shares like 1e-8 and 1e-124, which
+    # the solver called infeasible (a two-replica run at step 3)
+    near_uniform = np.random.default_rng(0).uniform(0.092, 0.108, size=(1000, 10))
+    near_uniform /= near_uniform.sum(axis=1, keepdims=True)
+    prior = np.array([1.0, 1.9e-8, 3.6e-124, 2.3e-62, 6.8e-97, 5e-58, 1.3e-143, 1e-106, 7.8e-16, 8.4e-8])
+    assert cot(near_uniform, prior) == pytest.approx(near_uniform[:, 0].mean(), abs=1e-6)
 
 
 def test_the_fitted_temperature_undoes_a_known_one():

@@ -67,6 +67,8 @@ def cot(probs: np.ndarray, prior: np.ndarray) -> float:
     per_image = sparse.kron(sparse.eye(n), np.ones((1, k)))
     per_class = sparse.kron(np.ones((1, n)), sparse.eye(k))
     shares = np.asarray(prior, np.float64) / np.sum(prior)
+    shares = np.where(shares < 1e-6, 0.0, shares)  # shares like 1e-8 or 1e-124 (EM on a near-collapsed model) make
+    shares /= shares.sum()                          # HiGHS call the problem infeasible
     plan = linprog((1.0 - probs).ravel(), A_eq=sparse.vstack([per_image, per_class]).tocsr(),
                    b_eq=np.concatenate([np.full(n, 1.0 / n), shares]), bounds=(0, None), method="highs")
     if not plan.success:  # cannot happen for a valid prior: every plan with these margins is feasible

@@ -139,6 +139,9 @@ class TargetValidation:
             self.reference, self.from_model = estimate, False
         scores = score(probs, features, expected / expected.sum())
         if self.held_out is not None:
-            scores[ESTIMATE] = estimate_accuracy(probs, self.held_out.probs(model), self.held_out.labels, estimate,
-                                                 self.source_prior).value
+            try:
+                scores[ESTIMATE] = estimate_accuracy(probs, self.held_out.probs(model), self.held_out.labels,
+                                                     estimate, self.source_prior).value
+            except ValueError:  # the solver failed: this evaluation has no estimate; training goes on
+                pass
         return scores, collapse_alarm(probs, expected, self.class_names), estimate

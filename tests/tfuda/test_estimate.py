@@ -68,3 +68,22 @@ def test_estimate_accuracy_calibrates_on_the_source_before_transporting():
     estimate = estimate_accuracy(target_probs, source_probs, labels, np.full(3, 1 / 3), np.full(3, 1 / 3))
     assert estimate.temperature > 2.0  # softened ...
     assert 0.45 < estimate.value < 0.75  # ... so a 99%-confident target is not estimated at 0.99
+
+
+def test_an_estimate_the_solver_cannot_make_leaves_the_evaluation_without_one(monkeypatch):
+    from types import SimpleNamespace
+
+    from tfuda.validate import sample
+
+    probs = confident(np.arange(40) % 4, 4, 0.9)
+    target = SimpleNamespace(outputs=lambda model: (probs, probs))
+    held_out = SimpleNamespace(probs=lambda model: probs, labels=np.arange(40) % 4)
+    validation = sample.TargetValidation(target, np.full(4, 0.25), list("abcd"), held_out=held_out)
+    assert 0.0 <= validation(None)[0]["est_accuracy"] <= 1.0
+
+    def fails(*args, **kwargs):
+        raise ValueError("COT: the transport problem failed")
+
+    monkeypatch.setattr(sample, "estimate_accuracy", fails)
+    scores, _, prior = validation(None)
+    assert "est_accuracy" not in scores and "bnm" in scores and len(prior) == 4

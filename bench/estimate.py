@@ -124,14 +124,10 @@ def run_dirs(patterns: list[str]) -> list[Path]:
 
 def source_views(images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """The held-out source images as given (`clean`) and two strongly augmented copies (`aug`), uint8."""
-    import tensorflow as tf
-
     from pipelines.augment import Augment
+    from tfuda.validate.sample import strong_views
 
-    augment = Augment()
-    copies = [tf.cast(tf.clip_by_value(tf.round(augment.strong(tf.constant(images), tf.constant([seed, k]))), 0, 255),
-                      tf.uint8).numpy() for k in range(2)]
-    return {"clean": images, "aug": np.concatenate(copies)}
+    return {"clean": images, "aug": strong_views(images, Augment(), seed, 2)}
 
 
 def judge(path: Path) -> dict | None:

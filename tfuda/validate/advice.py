@@ -16,13 +16,15 @@ Two cases users cannot see in the final numbers:
 
 from __future__ import annotations
 
+from tfuda.validate import ESTIMATE
+
 RISE = 0.05
 """Relative gain of `bnm` over the second half of a run above which it counts as still rising."""
 SOURCE_DROP = 0.05
 """Fall of held-out source accuracy or estimated target accuracy from the start (absolute) that a
 run reports as a loss."""
 DROPS = (("eval/source_accuracy", "accuracy on the held-out labeled source"),
-         ("validators/est_accuracy", "estimated target accuracy (no labels)"))
+         (f"validators/{ESTIMATE}", "estimated target accuracy (no labels)"))
 WATCHED = "validators/bnm"
 
 

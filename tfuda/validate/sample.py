@@ -48,6 +48,13 @@ class TargetSample:
         return model_outputs(model, self.images)
 
 
+def strong_views(images: np.ndarray, augment: Augment, seed: int, views: int) -> np.ndarray:
+    """`views` strongly augmented copies of uint8 `images` `[N, S, S, 3]`, one after the other,
+    rounded back to uint8 `[views * N, S, S, 3]`; copy v is seeded `[seed, v]`."""
+    copies = [augment.strong(tf.constant(images), tf.constant([seed, view], tf.int64)) for view in range(views)]
+    return np.concatenate([tf.cast(tf.clip_by_value(tf.round(c), 0, 255), tf.uint8).numpy() for c in copies])
+
+
 class HeldOutSource:
     """`views` strongly augmented copies of the first `size` held-out labeled source images (a
     fixed shuffle): where a model errs as it does under a shift, the set `estimate_accuracy`
@@ -61,8 +68,7 @@ class HeldOutSource:
 
     def __init__(self, source: Source, size: int, image_size: int, augment: Augment, seed: int, views: int = 2):
         images, labels = first_images(source, size, image_size, shuffle_seed=0)
-        copies = [augment.strong(tf.constant(images), tf.constant([seed, view], tf.int64)) for view in range(views)]
-        self.images = np.concatenate([tf.cast(tf.clip_by_value(tf.round(c), 0, 255), tf.uint8).numpy() for c in copies])
+        self.images = strong_views(images, augment, seed, views)
         self.labels = np.tile(labels, views)
 
     def probs(self, model: keras.Model) -> np.ndarray:

@@ -3,7 +3,7 @@
     python bench/estimate.py RUN_DIR_OR_GLOB [...] [--out bench/out/estimate.md]
 
 For every finished run that adapts one domain to another (oracle runs, source = target, are
-skipped) and has a labeled held-out source set, candidate estimators on the run's unlabeled
+skipped) and has a labeled held-out source set (a source-free run: its `--eval-source`), candidate estimators on the run's unlabeled
 target sample (the validators' sample), beside the run's true target accuracy on `TARGET:test`
 (read only here, to judge the estimates):
 
@@ -36,7 +36,10 @@ target sample (the validators' sample), beside the run's true target accuracy on
   augmented views), recomputed here so runs made before it are judged too.
 
 Prints each run and, per estimator, the mean and max absolute error and how many runs it misses
-by more than 10 points. Runs linked into several outputs (`bench/suite.py --reuse`) count once.
+by more than 10 points; then each run's change in true and estimated target accuracy against the
+source-only run of its task and seed (a run from a model: against its start), and whether the
+estimate reports a loss of more than 5 points as an improvement or such a gain as none (the
+sweep's verdict and a run's advice speak from the estimate). Runs linked into several outputs (`bench/suite.py --reuse`) count once.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import numpy as np
 
 from accuracy import publish, run_quietly
 from tfuda.environment import cpu_model
+from tfuda.validate import ESTIMATE
 from tfuda.validate.estimate import cot, estimate_accuracy, fit_temperature, plausible_prior, scale
 
 def neg_entropy_scores(probs: np.ndarray) -> np.ndarray:
@@ -112,6 +116,8 @@ def in_distribution(target_probs, target_features, source_probs, source_features
         out[f"in-dist {name}"] = float(inside.mean() * value + (1 - inside.mean()) * chance)
     return out
 
+RUNS_ESTIMATE = "run's estimate (est_accuracy)"
+"""The estimator runs print and record."""
 SAMPLE = 1000
 """Target images scored (the validators' default sample) and held-out source images used."""
 
@@ -139,7 +145,7 @@ def judge(path: Path) -> dict | None:
 
     run = RunDir(path)
     config, metrics = run.config(), run.metrics()
-    if config["source"] is None or config["source"] == config["target"] or metrics.get("target_accuracy") is None:
+    if config["source"] == config["target"] or metrics.get("target_accuracy") is None:
         return None
     data = RunData(config, run.class_names(), f"run '{path}'")
     if data.eval_source is None:
@@ -181,9 +187,48 @@ def judge(path: Path) -> dict | None:
             for name in ("doc", "atc"):
                 estimates[f"{name} (T aug)"] = ESTIMATORS[name](calibrated, calibrated_source, truth)
         estimates[f"source accuracy ({view})"] = float(np.mean(probs.argmax(axis=1) == truth))
-    estimates["run's estimate (est_accuracy)"] = run_estimate(config, data, model, target_probs)
-    return {"run": path.name, "method": config["method"], "task": f"{config['source']} -> {config['target']}",
-            "true": metrics["target_accuracy"], "estimates": estimates}
+    estimates[RUNS_ESTIMATE] = run_estimate(config, data, model, target_probs)
+    task = f"{config['source'] or config['eval_source'].split(':')[0]} -> {config['target']}"
+    start = metrics["eval_history"][0] if metrics["eval_history"][0]["step"] == 0 else {}
+    return {"run": path.name, "method": config["method"], "task": task, "seed": config["seed"],
+            "from_model": config.get("init") is not None, "true": metrics["target_accuracy"], "estimates": estimates,
+            "start": (start.get("eval/target_accuracy"), start.get(f"validators/{ESTIMATE}"))}
+
+
+def reference(run: dict, judged: list[dict]) -> tuple[str, float, float] | None:
+    """What a run is judged against: `(name, true, estimated)` target accuracy of the model it
+    started from (a run from a model: its step-0 evaluation) or of the source-only run of its
+    task and seed; None without one."""
+    if run["from_model"]:
+        return ("its start", *run["start"]) if None not in run["start"] else None
+    if run["method"] == "source-only":
+        return None
+    baseline = next((j for j in judged if j["task"] == run["task"] and j["seed"] == run["seed"]
+                     and j["method"] == "source-only" and not j["from_model"]), None)
+    return None if baseline is None else ("source-only", baseline["true"], baseline["estimates"][RUNS_ESTIMATE])
+
+
+def verdicts(judged: list[dict]) -> list[str]:
+    """Markdown: each run's change in true and estimated target accuracy against its `reference`,
+    and what the estimate reports: `improvement` when it rose (the sweep's verdict), `loss` when
+    it fell (a run from a model warns below -SOURCE_DROP). Wrong: a loss of more than
+    `SOURCE_DROP` reported as an improvement, or a gain of more than that as none."""
+    from tfuda.validate.advice import SOURCE_DROP
+
+    lines = ["| run | against | true change | estimated change | reported | wrong |", "|---|---|---|---|---|---|"]
+    wrong = compared = 0
+    for run in judged:
+        ref = reference(run, judged)
+        if ref is None:
+            continue
+        name, ref_true, ref_est = ref
+        change, estimated = run["true"] - ref_true, run["estimates"][RUNS_ESTIMATE] - ref_est
+        miss = (change < -SOURCE_DROP and estimated > 0) or (change > SOURCE_DROP and estimated <= 0)
+        compared, wrong = compared + 1, wrong + miss
+        lines.append(f"| {run['run']} | {name} | {change:+.3f} | {estimated:+.3f} | "
+                     f"{'improvement' if estimated > 0 else 'loss'} | {'**yes**' if miss else ''} |")
+    return [f"Reported against the reference: {wrong} of {compared} runs wrong (a loss or a gain of more than "
+            f"{SOURCE_DROP * 100:.0f} points reported the other way).", "", *lines]
 
 
 def run_estimate(config: dict, data, model, target_probs: np.ndarray) -> float:
@@ -195,7 +240,7 @@ def run_estimate(config: dict, data, model, target_probs: np.ndarray) -> float:
 
     held_out = HeldOutSource(data.eval_source, HELD_OUT_SIZE, config["image_size"], Augment(flip=config.get("flip", False)),
                              config["seed"])
-    prior = source_prior(data.source, target_probs.shape[1])
+    prior = source_prior(data.source or data.eval_source, target_probs.shape[1])  # as the run (tfuda.engine.run)
     return estimate_accuracy(target_probs, held_out.probs(model), held_out.labels, estimate_prior(target_probs, prior),
                              prior).value
 
@@ -220,7 +265,7 @@ def main() -> None:
     for name in names:
         errors = np.array([abs(j["estimates"][name] - j["true"]) for j in judged])
         lines.append(f"| {name} | {errors.mean():.3f} | {errors.max():.3f} | {int((errors > 0.10).sum())} of {len(errors)} |")
-    publish(lines, Path(args.out))
+    publish([*lines, "", *verdicts(judged)], Path(args.out))
 
 
 if __name__ == "__main__":

@@ -100,20 +100,24 @@ def domains(entry: Entry) -> tuple[str, str]:
 
 
 def pair_verdict(usable: list[Entry], by: str) -> str | None:
-    """`verdict` for the ranked, scored runs of one domain pair."""
+    """`verdict` for the ranked, scored runs of one domain pair: by estimated target accuracy
+    when both compared runs have it (the validators' ranking can favour a confidently wrong
+    model), else by the ranking."""
     baseline = next((e for e in usable if e.source_only), None)
     adapted = next((e for e in usable if not e.source_only), None)
     if baseline is None or adapted is None:
         return None
-    estimated = "" if by == ESTIMATE or None in (adapted.score(ESTIMATE), baseline.score(ESTIMATE)) else \
-        f"; est. target accuracy {adapted.score(ESTIMATE):.2f} vs source-only {baseline.score(ESTIMATE):.2f}"
+    alarmed = " (whose models raised the collapse alarm)" if all(e.alarm for e in usable if not e.source_only) else ""
+    ours, theirs = adapted.score(ESTIMATE), baseline.score(ESTIMATE)
+    if None not in (ours, theirs):
+        first = f"ranked first of the adapted runs by {by}" if by != ESTIMATE else "the best adapted run"
+        return (f"adaptation {'helped' if ours > theirs else 'did not help'}: est. target accuracy {ours:.2f} for "
+                f"{adapted.point.name} ({first}) vs {theirs:.2f} for source-only {baseline.point.name}{alarmed}")
     if usable.index(adapted) < usable.index(baseline):
         return (f"adaptation helped by {by}: {adapted.point.name} ({adapted.scores[by]:.4f}) ranks above the best "
-                f"source-only run {baseline.point.name} ({baseline.scores[by]:.4f}){estimated}")
+                f"source-only run {baseline.point.name} ({baseline.scores[by]:.4f})")
     return (f"adaptation did not help by {by}: the best source-only run {baseline.point.name} "
-            f"({baseline.scores[by]:.4f}) ranks above every adapted run"
-            + (" (whose models raised the collapse alarm)" if all(e.alarm for e in usable if not e.source_only)
-               else "") + estimated)
+            f"({baseline.scores[by]:.4f}) ranks above every adapted run{alarmed}")
 
 
 def verdict(ranked: list[Entry], by: str) -> str | None:

@@ -114,16 +114,19 @@ def test_the_verdict_compares_the_best_adapted_run_with_the_best_source_only_run
 
 
 def test_the_verdict_speaks_in_estimated_accuracy_where_the_runs_have_it():
-    def estimated(name, im, est, method="adamatch"):
+    def estimated(name, im, est, method="adamatch", alarm=False):
         point = Point(name, {}, {"method": method})
-        return Entry(point, "completed", {"im": im, "est_accuracy": est}, None, False)
+        return Entry(point, "completed", {"im": im, "est_accuracy": est}, None, alarm)
 
     runs = rank([estimated("base", 1.0, 0.41, "source-only"), estimated("good", 1.5, 0.84)], "im")
-    assert verdict(runs, "im").endswith("ranks above the best source-only run base (1.0000); "
-                                        "est. target accuracy 0.84 vs source-only 0.41")
+    assert verdict(runs, "im") == ("adaptation helped: est. target accuracy 0.84 for good (ranked first of the "
+                                   "adapted runs by im) vs 0.41 for source-only base")
     by_estimate = verdict(rank(runs, "est_accuracy"), "est_accuracy")
-    assert by_estimate == "adaptation helped by est_accuracy: good (0.8400) ranks above the best source-only run " \
-                          "base (0.4100)"
+    assert by_estimate == "adaptation helped: est. target accuracy 0.84 for good (the best adapted run) vs 0.41 " \
+                          "for source-only base"
+    # A confidently wrong model scores high and ranks first; its estimate says it lost.
+    fooled = rank([estimated("base", 1.0, 0.41, "source-only"), estimated("sure", 2.0, 0.25)], "im")
+    assert verdict(fooled, "im").startswith("adaptation did not help: est. target accuracy 0.25 for sure")
 
 
 def test_the_verdict_compares_runs_of_one_domain_pair_and_leaves_labeled_target_runs_out():

@@ -9,11 +9,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from export.rest import predict_rest
 from export.savedmodel import main
 from pipelines.builtin import load
 from pipelines.transforms import preprocess
+from tests.report_html import check_images_and_html
+from tfuda.report import IMAGES, write_report
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +211,14 @@ def test_bad_input_errors(trained_run, tmp_path, capsys, make_args, message):
     assert main(make_args(tmp_path, trained_run)) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_the_run_report_shows_the_export_beside_a_baseline(exported, trained_run, tiny_run):
+    out, _ = exported
+    index = write_report(str(tiny_run), baseline=str(trained_run), embedding="pca", max_points=50,
+                         export_report=str(out / "reports" / "tfuda" / "1.json"))
+    html = check_images_and_html(index.parent, IMAGES)
+    assert "No --baseline run given" not in html and "No export yet" not in html
+    assert "tflite int8" in html and "onnx float32" in html
+    with Image.open(index.parent / "embedding.png") as two_rows:
+        assert two_rows.size[1] > 500  # baseline row above the adapted row

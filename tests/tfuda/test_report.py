@@ -1,33 +1,15 @@
 """The HTML report: every picture written and referenced, numbers equal to metrics.json."""
 
-import base64
-import io
 import json
-import re
 
-from PIL import Image
-
-from tfuda.report import IMAGES, main as report_main, write_report
+from tests.report_html import check_images_and_html
+from tfuda.report import IMAGES, main as report_main
 from tfuda.train import main as train_main
-
-
-def _check_images_and_html(report_dir, expected):
-    html = (report_dir / "index.html").read_text()
-    for name in expected:
-        with Image.open(report_dir / name) as image:
-            image.load()
-            assert image.size[0] > 100 and image.size[1] > 100
-        assert f'href="{name}"' in html and f'alt="{name}"' in html
-    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(embedded) == len(expected)
-    for data in embedded:
-        Image.open(io.BytesIO(base64.b64decode(data))).load()
-    return html
 
 
 def test_train_writes_a_report_whose_numbers_match_metrics(tiny_run):
     report_dir = tiny_run / "report"
-    html = _check_images_and_html(report_dir, IMAGES)
+    html = check_images_and_html(report_dir, IMAGES)
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert f"<td>target accuracy</td><td>{metrics['target_accuracy']:.4f}</td>" in html
     assert f"<td>source accuracy</td><td>{metrics['source_accuracy']:.4f}</td>" in html
@@ -45,22 +27,11 @@ def test_export_remakes_the_report_with_its_table(trained_run, tmp_path):
     assert "Export <b>remade</b> version 1" in html and "savedmodel float32" in html
 
 
-def test_report_with_baseline_and_export(exported, trained_run, tiny_run):
-    out, _ = exported
-    index = write_report(str(tiny_run), baseline=str(trained_run), embedding="pca", max_points=50,
-                         export_report=str(out / "reports" / "tfuda" / "1.json"))
-    html = _check_images_and_html(index.parent, IMAGES)
-    assert "No --baseline run given" not in html and "No export yet" not in html
-    assert "tflite int8" in html and "onnx float32" in html
-    with Image.open(index.parent / "embedding.png") as two_rows:
-        assert two_rows.size[1] > 500  # baseline row above the adapted row
-
-
 def test_report_of_a_run_missing_optional_parts(tmp_path, capsys):
     run = tmp_path / "bare"
     assert train_main(["--method", "source-only", "--target", "digits-m:test", "--steps", "2",
                        "--batch-size", "4", "--eval-every", "100", "--out", str(run)]) == 0
-    html = _check_images_and_html(run / "report", ("samples.png", "curves.png", "embedding.png"))
+    html = check_images_and_html(run / "report", ("samples.png", "curves.png", "embedding.png"))
     assert "No labeled target evaluation set" in html
     assert "Not logged in this run" in html and "pseudo-label accuracy" in html
     assert "<td>target accuracy</td><td>n/a</td>" in html

@@ -296,7 +296,7 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
     data = _open_data({"source": source, "target": target, "eval_target": eval_target, "eval_source": eval_source},
                       class_names, num_classes_of(classifier), method)
     config = _run_config(method, data, int(classifier.input_shape[1]), classifier.name, options)
-    budget = data_budget(data, config.batch_size)  # after the check: the budget divides by the batch size
+    budget = data_budget(data, config.batch_size, type(method), config.uratio)  # after the check: divides by the batch
     if config.steps is None:
         config = _run_config(method, data, config.image_size, classifier.name, {**options, "steps": budget.steps})
     else:

@@ -45,13 +45,16 @@ class Budget:
         return f"budget: {self.reason}" + ("" if self.given else "; --steps sets it")
 
 
-def default_budget(target_images: int | None, batch_size: int) -> Budget:
+def default_budget(target_images: int | None, batch_size: int, seen_per_step: int | None = None) -> Budget:
     """The steps of a run given no `--steps`.
 
     Args:
       target_images: the target's training images (None: unknown, e.g. a streamed dataset of
         unknown size).
       batch_size: labeled images per step over all replicas.
+      seen_per_step: unlabeled target images the run's method takes a step (its `uratio` x
+        `batch_size`; 0 for source-only), when not the default method's: the steps stay the
+        default method's, the reason says both.
     """
     unlabeled_per_step = UNLABELED_PER_LABELED * batch_size
     if target_images is None:
@@ -61,8 +64,13 @@ def default_budget(target_images: int | None, batch_size: int) -> Budget:
     bound = "" if steps == passes else \
         f", the {'floor' if steps == MIN_STEPS else 'ceiling'} ({passes} steps would be {PASSES} passes)"
     done = steps * unlabeled_per_step / target_images
-    return Budget(steps, f"{steps} steps = {done:.0f} passes over the {target_images:,} unlabeled target images "
-                         f"at {unlabeled_per_step} a step{bound}")
+    if seen_per_step is None or seen_per_step == unlabeled_per_step:
+        return Budget(steps, f"{steps} steps = {done:.0f} passes over the {target_images:,} unlabeled target images "
+                             f"at {unlabeled_per_step} a step{bound}")
+    this = f"; this method takes {seen_per_step} a step: {steps * seen_per_step / target_images:.0f} passes" \
+        if seen_per_step else "; this method takes none"
+    return Budget(steps, f"{steps} steps, the default method's for this data ({done:.0f} passes over the "
+                         f"{target_images:,} unlabeled target images at {unlabeled_per_step} a step{bound}){this}")
 
 
 def given_budget(steps: int, default: Budget) -> Budget:

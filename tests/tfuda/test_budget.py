@@ -27,6 +27,16 @@ def test_the_reason_says_passes_images_and_which_bound():
     assert all(default_budget(n, 8).line().endswith("; --steps sets it") for n in (None, 585, 4000, 60_000))
 
 
+def test_a_method_taking_another_number_of_target_images_a_step_hears_its_own_passes():
+    shot = default_budget(1437, 8, seen_per_step=16)  # the steps stay AdaMatch's (24 a step)
+    assert shot.steps == default_budget(1437, 8).steps == 2400
+    assert shot.reason == ("2400 steps, the default method's for this data (40 passes over the 1,437 unlabeled target "
+                           "images at 24 a step, the floor (1198 steps would be 20 passes)); this method takes 16 a "
+                           "step: 27 passes")
+    assert default_budget(4000, 8, seen_per_step=0).reason.endswith("at 24 a step); this method takes none")
+    assert default_budget(4000, 8, seen_per_step=24).reason == default_budget(4000, 8).reason
+
+
 def test_a_given_budget_says_what_the_default_would_be():
     default = default_budget(1437, 8)
     assert given_budget(1200, default).line() == f"budget: 1200 steps (given); the default for this data would be " \
@@ -68,12 +78,15 @@ def test_a_run_without_steps_trains_the_budget_says_it_first_and_records_it(tmp_
         "unlabeled target images at 192 a step"
 
 
-def test_contrastive_phases_follow_the_budget(tmp_path, small_budget):
+def test_contrastive_phases_follow_the_budget(tmp_path, capsys, small_budget):
     from tfuda.train import main
 
     out = tmp_path / "run"
     assert main(["--method", "contrastive", "--pretrain-steps", "3", "--batch-size", "64", "--image-size", "16",
                  "--validation-size", "32", "--eval-every", "100", "--no-report", "--out", str(out)]) == 0
+    # the steps are AdaMatch's (192 target images a step); contrastive takes 64 (uratio 1)
+    assert capsys.readouterr().out.splitlines()[0].endswith("at 192 a step); this method takes 64 a step: 0 passes; "
+                                                           "--steps sets it")
     config = json.loads((out / "config.json").read_text())
     assert config["steps"] == small_budget(64) and config["pretrain_steps"] == 3
     assert config["finetune_steps"] == small_budget(64) - 3

@@ -110,10 +110,12 @@ def open_training_data(config: Config, method_cls: type[Method], class_names: li
     return RunData(values, class_names).open_all(needs_target)
 
 
-def data_budget(data: TrainingData, batch_size: int) -> Budget:
-    """The default budget (`tfuda.budget`) of training on `data` at `batch_size` labeled images a
-    step over all replicas: passes over `data.target` (its size unknown: the floor)."""
-    return default_budget(data.target.info.num_examples if data.target is not None else None, batch_size)
+def data_budget(data: TrainingData, batch_size: int, method_cls: type[Method], uratio: int | None) -> Budget:
+    """The default budget (`tfuda.budget`) of training `method_cls` (at `uratio`, None: its
+    default) on `data` at `batch_size` labeled images a step over all replicas: passes over
+    `data.target` (its size unknown: the floor)."""
+    seen = (uratio or method_cls.default_uratio) * batch_size if method_cls.target_views else 0
+    return default_budget(data.target.info.num_examples if data.target is not None else None, batch_size, seen)
 
 
 def initial_classifier(config: Config, num_classes: int) -> keras.Model:
@@ -308,7 +310,7 @@ def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None,
     method_cls = method_class(config.method)
     data = open_training_data(config, method_cls,
                               init_class_names(config.init, config.class_names) if config.init else None)
-    budget = data_budget(data, config.batch_size * strategy.num_replicas_in_sync)
+    budget = data_budget(data, config.batch_size * strategy.num_replicas_in_sync, method_cls, config.uratio)
     if config.steps is None:
         write_json_atomic(run.config_file, config.set_steps(budget.steps).to_dict())
     elif resume_from is None:  # a fresh run given --steps; a resumed one said its budget when it started

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 from pathlib import Path
 
 import numpy as np
@@ -245,25 +246,45 @@ def run_estimate(config: dict, data, model, target_probs: np.ndarray) -> float:
                              prior).value
 
 
+def judged_runs(paths: list[Path], cache: Path) -> list[dict]:
+    """`judge` of each run, reusing the judgments in `cache` (JSON, rewritten after each new one)
+    of runs whose `metrics.json` has not changed since."""
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    judged = []
+    for path in paths:
+        stamp = (path / "metrics.json").stat().st_mtime
+        entry = known.get(str(path))
+        if entry is None or entry["stamp"] != stamp:
+            entry = known[str(path)] = {"stamp": stamp, "judged": judge(path)}
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.with_suffix(".tmp").write_text(json.dumps(known, default=float))
+            cache.with_suffix(".tmp").replace(cache)
+        if entry["judged"] is not None:
+            judged.append(entry["judged"])
+    return judged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories or glob patterns")
-    parser.add_argument("--out", default="bench/out/estimate.md")
+    parser.add_argument("--out", default="bench/out/estimate.md",
+                        help="the tables; the runs' judgments are kept beside it (.json) and reused")
     args = parser.parse_args()
-    judged = [j for j in (judge(p) for p in run_dirs(args.runs)) if j is not None]
+    judged = judged_runs(run_dirs(args.runs), Path(args.out).with_suffix(".json"))
     if not judged:
         parser.error("no finished adaptation run with a held-out source set among the given runs")
-    names = [n for n in judged[0]["estimates"] if not n.startswith(("source accuracy", "temperature"))]
+    names = [n for n in dict.fromkeys(n for j in judged for n in j["estimates"])
+             if not n.startswith(("source accuracy", "temperature"))]
     lines = [f"{len(judged)} runs, {cpu_model()}", "",
              "| run | true | " + " | ".join(names) + " | source acc (clean / aug) | T |",
              "|---|---|" + "---|" * len(names) + "---|---|"]
     for j in judged:
         e = j["estimates"]
-        lines.append(f"| {j['run']} | {j['true']:.3f} | " + " | ".join(f"{e[n]:.3f}" for n in names)
+        lines.append(f"| {j['run']} | {j['true']:.3f} | " + " | ".join(f"{e[n]:.3f}" if n in e else "—" for n in names)
                      + f" | {e['source accuracy (clean)']:.3f} / {e['source accuracy (aug)']:.3f} | {e['temperature (aug)']:.2f} |")
     lines += ["", "| estimator | mean abs error | max abs error | runs off by > 10 points |", "|---|---|---|---|"]
     for name in names:
-        errors = np.array([abs(j["estimates"][name] - j["true"]) for j in judged])
+        errors = np.array([abs(j["estimates"][name] - j["true"]) for j in judged if name in j["estimates"]])
         lines.append(f"| {name} | {errors.mean():.3f} | {errors.max():.3f} | {int((errors > 0.10).sum())} of {len(errors)} |")
     publish([*lines, "", *verdicts(judged)], Path(args.out))
 

@@ -211,9 +211,11 @@ def reference(run: dict, judged: list[dict]) -> tuple[str, float, float] | None:
 
 def verdicts(judged: list[dict]) -> list[str]:
     """Markdown: each run's change in true and estimated target accuracy against its `reference`,
-    and what the estimate reports: `improvement` when it rose (the sweep's verdict), `loss` when
-    it fell (a run from a model warns below -SOURCE_DROP). Wrong: a loss of more than
-    `SOURCE_DROP` reported as an improvement, or a gain of more than that as none."""
+    and what the run or its sweep reports: a run from a model that ends with a warning
+    (`tfuda.validate.advice`: its estimate or held-out source accuracy fell by more than
+    `SOURCE_DROP`) a `loss`; otherwise `improvement` when the estimate rose (the sweep's verdict),
+    `loss` when it did not. Wrong: a loss of more than `SOURCE_DROP` reported as an improvement,
+    or a gain of more than that as a loss."""
     from tfuda.validate.advice import SOURCE_DROP
 
     lines = ["| run | against | true change | estimated change | reported | wrong |", "|---|---|---|---|---|---|"]
@@ -224,12 +226,22 @@ def verdicts(judged: list[dict]) -> list[str]:
             continue
         name, ref_true, ref_est = ref
         change, estimated = run["true"] - ref_true, run["estimates"][RUNS_ESTIMATE] - ref_est
-        miss = (change < -SOURCE_DROP and estimated > 0) or (change > SOURCE_DROP and estimated <= 0)
+        warned = run["from_model"] and run["warned"]
+        improvement = estimated > 0 and not warned
+        miss = (change < -SOURCE_DROP and improvement) or (change > SOURCE_DROP and not improvement)
         compared, wrong = compared + 1, wrong + miss
-        lines.append(f"| {run['run']} | {name} | {change:+.3f} | {estimated:+.3f} | "
-                     f"{'improvement' if estimated > 0 else 'loss'} | {'**yes**' if miss else ''} |")
+        said = "improvement" if improvement else "loss (warning)" if warned else "loss"
+        lines.append(f"| {run['run']} | {name} | {change:+.3f} | {estimated:+.3f} | {said} | {'**yes**' if miss else ''} |")
     return [f"Reported against the reference: {wrong} of {compared} runs wrong (a loss or a gain of more than "
             f"{SOURCE_DROP * 100:.0f} points reported the other way).", "", *lines]
+
+
+def warned(path: Path) -> bool:
+    """Whether the run ended with a warning (`tfuda.validate.advice`: worse than its start)."""
+    from tfuda.validate.advice import advice
+
+    metrics = json.loads((path / "metrics.json").read_text())
+    return any(line.startswith("warning:") for line in advice(metrics["eval_history"], metrics["steps"]))
 
 
 def run_estimate(config: dict, data, model, target_probs: np.ndarray) -> float:
@@ -260,7 +272,7 @@ def judged_runs(paths: list[Path], cache: Path) -> list[dict]:
             cache.with_suffix(".tmp").write_text(json.dumps(known, default=float))
             cache.with_suffix(".tmp").replace(cache)
         if entry["judged"] is not None:
-            judged.append(entry["judged"])
+            judged.append({**entry["judged"], "warned": warned(path)})
     return judged
 
 

@@ -213,8 +213,8 @@ def verdicts(judged: list[dict]) -> list[str]:
     """Markdown: each run's change in true and estimated target accuracy against its `reference`,
     and what the run or its sweep reports: a run from a model that ends with a warning
     (`tfuda.validate.advice`: its estimate or held-out source accuracy fell by more than
-    `SOURCE_DROP`) a `loss`; otherwise `improvement` when the estimate rose (the sweep's verdict),
-    `loss` when it did not. Wrong: a loss of more than `SOURCE_DROP` reported as an improvement,
+    `SOURCE_DROP`), or an adapted run whose final model raised the collapse alarm, a `loss`;
+    otherwise `improvement` when the estimate rose (the sweep's verdict), `loss` when it did not. Wrong: a loss of more than `SOURCE_DROP` reported as an improvement,
     or a gain of more than that as a loss."""
     from tfuda.validate.advice import SOURCE_DROP
 
@@ -226,22 +226,30 @@ def verdicts(judged: list[dict]) -> list[str]:
             continue
         name, ref_true, ref_est = ref
         change, estimated = run["true"] - ref_true, run["estimates"][RUNS_ESTIMATE] - ref_est
-        warned = run["from_model"] and run["warned"]
+        warned = run["warned"] if run["from_model"] else run["collapsed"] and "collapse alarm"
         improvement = estimated > 0 and not warned
         miss = (change < -SOURCE_DROP and improvement) or (change > SOURCE_DROP and not improvement)
         compared, wrong = compared + 1, wrong + miss
-        said = "improvement" if improvement else "loss (warning)" if warned else "loss"
+        said = "improvement" if improvement else f"loss ({warned})" if warned else "loss"
         lines.append(f"| {run['run']} | {name} | {change:+.3f} | {estimated:+.3f} | {said} | {'**yes**' if miss else ''} |")
     return [f"Reported against the reference: {wrong} of {compared} runs wrong (a loss or a gain of more than "
             f"{SOURCE_DROP * 100:.0f} points reported the other way).", "", *lines]
 
 
-def warned(path: Path) -> bool:
-    """Whether the run ended with a warning (`tfuda.validate.advice`: worse than its start)."""
+def warned(path: Path) -> str | None:
+    """What a run from a model ends with when it got worse than its start (`tfuda.validate.
+    advice`: `warning`), else None."""
     from tfuda.validate.advice import advice
 
     metrics = json.loads((path / "metrics.json").read_text())
-    return any(line.startswith("warning:") for line in advice(metrics["eval_history"], metrics["steps"]))
+    return "warning" if any(line.startswith("warning:") for line in advice(metrics["eval_history"],
+                                                                           metrics["steps"])) else None
+
+
+def collapsed(path: Path) -> bool:
+    """Whether the run's final model raised the collapse alarm (the sweep's verdict then claims no help)."""
+    metrics = json.loads((path / "metrics.json").read_text())
+    return any(alarm["step"] == metrics["steps"] for alarm in metrics.get("alarms") or [])
 
 
 def run_estimate(config: dict, data, model, target_probs: np.ndarray) -> float:
@@ -272,7 +280,7 @@ def judged_runs(paths: list[Path], cache: Path) -> list[dict]:
             cache.with_suffix(".tmp").write_text(json.dumps(known, default=float))
             cache.with_suffix(".tmp").replace(cache)
         if entry["judged"] is not None:
-            judged.append({**entry["judged"], "warned": warned(path)})
+            judged.append({**entry["judged"], "warned": warned(path), "collapsed": collapsed(path)})
     return judged
 
 

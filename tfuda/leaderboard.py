@@ -102,16 +102,18 @@ def domains(entry: Entry) -> tuple[str, str]:
 def pair_verdict(usable: list[Entry], by: str) -> str | None:
     """`verdict` for the ranked, scored runs of one domain pair: by estimated target accuracy
     when both compared runs have it (the validators' ranking can favour a confidently wrong
-    model), else by the ranking."""
+    model), never `helped` when every adapted model raised the collapse alarm (its estimate is
+    then unreliable); else by the ranking."""
     baseline = next((e for e in usable if e.source_only), None)
     adapted = next((e for e in usable if not e.source_only), None)
     if baseline is None or adapted is None:
         return None
     alarmed = " (whose models raised the collapse alarm)" if all(e.alarm for e in usable if not e.source_only) else ""
     ours, theirs = adapted.score(ESTIMATE), baseline.score(ESTIMATE)
-    if None not in (ours, theirs):
+    if None not in (ours, theirs):  # collapsed predictions fool the estimate (docs/benchmarks.md): no help claimed
         first = f"ranked first of the adapted runs by {by}" if by != ESTIMATE else "the best adapted run"
-        return (f"adaptation {'helped' if ours > theirs else 'did not help'}: est. target accuracy {ours:.2f} for "
+        helped = ours > theirs and not adapted.alarm
+        return (f"adaptation {'helped' if helped else 'did not help'}: est. target accuracy {ours:.2f} for "
                 f"{adapted.point.name} ({first}) vs {theirs:.2f} for source-only {baseline.point.name}{alarmed}")
     if usable.index(adapted) < usable.index(baseline):
         return (f"adaptation helped by {by}: {adapted.point.name} ({adapted.scores[by]:.4f}) ranks above the best "

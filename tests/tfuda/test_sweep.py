@@ -127,6 +127,11 @@ def test_the_verdict_speaks_in_estimated_accuracy_where_the_runs_have_it():
     # A confidently wrong model scores high and ranks first; its estimate says it lost.
     fooled = rank([estimated("base", 1.0, 0.41, "source-only"), estimated("sure", 2.0, 0.25)], "im")
     assert verdict(fooled, "im").startswith("adaptation did not help: est. target accuracy 0.25 for sure")
+    # Collapsed predictions fool the estimate too: an alarmed model is never said to have helped.
+    collapsed = rank([estimated("base", 1.0, 0.41, "source-only"), estimated("skewed", 2.0, 0.70, alarm=True)], "im")
+    assert verdict(collapsed, "im") == ("adaptation did not help: est. target accuracy 0.70 for skewed (ranked first "
+                                        "of the adapted runs by im) vs 0.41 for source-only base (whose models "
+                                        "raised the collapse alarm)")
 
 
 def test_the_verdict_compares_runs_of_one_domain_pair_and_leaves_labeled_target_runs_out():

@@ -1,6 +1,7 @@
 """Export a small trained model to every format, reload each in its runtime, compare with Keras."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -213,9 +214,10 @@ def test_bad_input_errors(trained_run, tmp_path, capsys, make_args, message):
     assert message in err and "Traceback" not in err
 
 
-def test_the_run_report_shows_the_export_beside_a_baseline(exported, trained_run, tiny_run):
+def test_the_run_report_shows_the_export_beside_a_baseline(exported, trained_run, tiny_run, tmp_path):
     out, _ = exported
-    index = write_report(str(tiny_run), baseline=str(trained_run), embedding="pca", max_points=50,
+    run = shutil.copytree(tiny_run, tmp_path / "tiny")  # the shared run's own report stays as training wrote it
+    index = write_report(str(run), baseline=str(trained_run), embedding="pca", max_points=50,
                          export_report=str(out / "reports" / "tfuda" / "1.json"))
     html = check_images_and_html(index.parent, IMAGES)
     assert "No --baseline run given" not in html and "No export yet" not in html

@@ -236,20 +236,17 @@ def verdicts(judged: list[dict]) -> list[str]:
             f"{SOURCE_DROP * 100:.0f} points reported the other way).", "", *lines]
 
 
-def warned(path: Path) -> str | None:
-    """What a run from a model ends with when it got worse than its start (`tfuda.validate.
-    advice`: `warning`), else None."""
+def outcome(path: Path) -> dict:
+    """What the run says of its end, from one read of its `metrics.json`: `warned` ("warning" when
+    a run from a model got worse than its start, `tfuda.validate.advice`; else None) and
+    `collapsed` (its final model raised the collapse alarm; the sweep's verdict then claims no help)."""
+    from tfuda.rundir import RunDir
     from tfuda.validate.advice import advice
 
-    metrics = json.loads((path / "metrics.json").read_text())
-    return "warning" if any(line.startswith("warning:") for line in advice(metrics["eval_history"],
-                                                                           metrics["steps"])) else None
-
-
-def collapsed(path: Path) -> bool:
-    """Whether the run's final model raised the collapse alarm (the sweep's verdict then claims no help)."""
-    metrics = json.loads((path / "metrics.json").read_text())
-    return any(alarm["step"] == metrics["steps"] for alarm in metrics.get("alarms") or [])
+    metrics = RunDir(path).metrics()
+    lines = advice(metrics["eval_history"], metrics["steps"])
+    return {"warned": "warning" if any(line.startswith("warning:") for line in lines) else None,
+            "collapsed": any(alarm["step"] == metrics["steps"] for alarm in metrics.get("alarms") or [])}
 
 
 def run_estimate(config: dict, data, model, target_probs: np.ndarray) -> float:
@@ -280,7 +277,7 @@ def judged_runs(paths: list[Path], cache: Path) -> list[dict]:
             cache.with_suffix(".tmp").write_text(json.dumps(known, default=float))
             cache.with_suffix(".tmp").replace(cache)
         if entry["judged"] is not None:
-            judged.append({**entry["judged"], "warned": warned(path), "collapsed": collapsed(path)})
+            judged.append({**entry["judged"], **outcome(path)})
     return judged
 
 

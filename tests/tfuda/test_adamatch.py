@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pipelines.errors import UserError
 from tfuda.methods.adamatch import (AdaMatch, AlignmentStatistics, align_distribution, interpolate_logits,
                                     relative_threshold, source_only_logits)
 from tfuda.methods.base import warmup
@@ -34,7 +35,6 @@ def test_running_statistics_follow_the_official_code_by_hand():
 
 
 def test_adamatch_aligns_with_batch_means_by_default_and_running_statistics_on_request():
-    from pipelines.errors import UserError
     from tfuda.config import Config
     from tfuda.engine.run import complete_for_method
 
@@ -91,7 +91,6 @@ def test_prior_alignment_pulls_target_predictions_to_the_estimated_prior_not_the
 
 
 def test_realign_switches_from_the_source_mean_to_the_frozen_estimate():
-    from pipelines.errors import UserError
     from tfuda.validate.prior import estimate_prior
 
     model = build_model("cnn-small", 3, 8)
@@ -244,8 +243,6 @@ def test_the_virtual_adversarial_direction_moves_the_prediction_more_than_random
 
 @pytest.mark.parametrize("option", ["vat", "vmt"])
 def test_a_regulariser_adds_its_weighted_loss_to_adamatch(option):
-    from pipelines.errors import UserError
-
     model = build_model("cnn-small", 3, 16)
     rng = np.random.default_rng(0)
     images = lambda n: tf.constant(rng.uniform(0, 255, size=(n, 16, 16, 3)), tf.float32)  # noqa: E731
@@ -302,6 +299,15 @@ def test_the_refinement_stage_trains_on_the_teachers_labels_of_the_target_alone(
     assert float(refining["losses/target"]) > 0
     phases = method.view_phases(100)
     assert phases.switch == 0.5 and ("source", "strong") in phases.early and not phases.late
+    # refine_source keeps the labeled source loss, and so its views, in the stage.
+    anchored = AdaMatch(refine=0.5, refine_source=1.0)
+    anchored.average = teacher
+    anchored.build(model)
+    _, refining = anchored.loss(model, batch, tf.constant(0.75))
+    assert float(refining["losses/source"]) > 0 and float(refining["losses/target"]) > 0
+    assert anchored.view_phases(100) is None
+    with pytest.raises(UserError, match="refine_source"):
+        AdaMatch(refine_source=1.0)
 
 
 def test_a_refined_and_realigned_run_completes(tmp_path):

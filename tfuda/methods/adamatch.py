@@ -38,7 +38,9 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    on the target alone. The EMA model (the teacher, inference mode) labels the weak view: p_t,
    aligned to the frozen prior with `realign` (p_t * pi / E[p_t], renormalised), else as it is;
    L = E[1{max p_t >= tau} CE(argmax p_t, z_u,s)] (+ the `entropy`, `vat` and `vmt` terms), the
-   teacher following the model by its EMA. The source views are not made then.
+   teacher following the model by its EMA. The source views are not made then, unless
+   `refine_source` = s > 0 (not in DIRT-T): L += s L_source on the source views (step 4's
+   L_source without the interpolation of step 1), so the labeled source keeps anchoring the classes.
 
 Optimiser (SGD with plain momentum 0.9 as in the official code, lr 0.03 with cosine decay, weight
 decay) and the warmed-up EMA of the weights live in the shared trainer (`tfuda.engine`).
@@ -176,6 +178,8 @@ class AdaMatch(Method):
       refine: fraction R of the run, at its end, that is a refinement stage on the target alone
         (0: off): the EMA model's confident labels of the weak view (>= tau), learned on the
         strong view.
+      refine_source: weight of the labeled source loss kept in the refinement stage (0: the
+        target alone).
     """
 
     name = "adamatch"
@@ -186,7 +190,7 @@ class AdaMatch(Method):
 
     def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch", entropy: float = 0.0,
                  realign: float = 0.0, realign_images: int = 4096, vat: float = 0.0, vat_eps: float = 3.5,
-                 vmt: float = 0.0, refine: float = 0.0):
+                 vmt: float = 0.0, refine: float = 0.0, refine_source: float = 0.0):
         if alignment not in ALIGNMENTS:
             raise UserError(f"--method-arg alignment={alignment}: choose {', '.join(ALIGNMENTS)}")
         if not 0.0 <= realign < 1.0 or realign_images < 1:
@@ -194,6 +198,8 @@ class AdaMatch(Method):
                             "of the run in [0, 1) and realign_images >= 1")
         if not 0.0 <= refine < 1.0:
             raise UserError(f"--method-arg refine={refine}: a fraction of the run in [0, 1)")
+        if refine_source < 0 or (refine_source and not refine):
+            raise UserError(f"--method-arg refine_source={refine_source}: a weight >= 0, with refine > 0")
         if vat < 0 or vat_eps <= 0:
             raise UserError(f"--method-arg vat={vat}, vat_eps={vat_eps}: vat >= 0 and vat_eps > 0")
         if vmt < 0:
@@ -208,7 +214,7 @@ class AdaMatch(Method):
         self.realign, self.realign_images = realign, realign_images
         self.vat, self.vat_eps = vat, vat_eps
         self.vmt = vmt
-        self.refine = refine
+        self.refine, self.refine_source = refine, refine_source
         self.statistics: AlignmentStatistics | TargetPrior | None = None
         self.frozen_prior: FrozenPrior | None = None
 
@@ -226,7 +232,7 @@ class AdaMatch(Method):
 
     def view_phases(self, total_steps: int) -> ViewPhases | None:
         """With `refine`, the source views are made only before the refinement stage."""
-        if not self.refine:
+        if not self.refine or self.refine_source:
             return None
         return ViewPhases(1.0 - self.refine, total_steps, early=(("source", "weak"), ("source", "strong")))
 
@@ -293,9 +299,17 @@ class AdaMatch(Method):
 
     def refinement_loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
         """Step 5: the target alone, labelled by the EMA model (`average`, set by the trainer)."""
-        tgt = batch["target"]
-        logits_u_weak, logits_u_strong = tf.split(
-            tf.cast(model(tf.concat([tgt["weak"], tgt["strong"]], 0), training=True), tf.float32), 2)
+        src, tgt = batch["source"], batch["target"]
+        u = tf.concat([tgt["weak"], tgt["strong"]], 0)
+        loss_source = tf.constant(0.0)
+        if self.refine_source:
+            x = tf.concat([src["weak"], src["strong"]], 0)
+            logits = tf.cast(model(tf.concat([x, u], 0), training=True), tf.float32)
+            logits_x, logits_u = logits[:tf.shape(x)[0]], logits[tf.shape(x)[0]:]
+            loss_source = self.refine_source * tf.reduce_mean(cross_entropy(tf.tile(src["labels"], [2]), logits_x))
+        else:
+            logits_u = tf.cast(model(u, training=True), tf.float32)
+        logits_u_weak, logits_u_strong = tf.split(logits_u, 2)
         p_t = tf.nn.softmax(tf.stop_gradient(tf.cast(self.average(tgt["weak"], training=False), tf.float32)))
         if self.frozen_prior is not None:  # once estimated (`realign` < `refine` estimates later)
             aligned = align_distribution(p_t, self.frozen_prior.target_prior, tf.reduce_mean(p_t, 0))
@@ -303,7 +317,7 @@ class AdaMatch(Method):
         pseudo_labels = tf.argmax(p_t, axis=1)
         mask = tf.cast(tf.reduce_max(p_t, axis=1) >= self.tau, tf.float32)
         loss_target = tf.reduce_mean(cross_entropy(pseudo_labels, logits_u_strong) * mask)
-        return self.total_loss(model, batch, progress, tf.constant(0.0), loss_target,
+        return self.total_loss(model, batch, progress, loss_source, loss_target,
                                tf.constant(self.lambda_u, tf.float32), tf.constant(self.tau, tf.float32),
                                logits_u_weak, pseudo_labels, mask)
 

@@ -216,6 +216,7 @@ def verdicts(judged: list[dict]) -> list[str]:
     `SOURCE_DROP`), or an adapted run whose final model raised the collapse alarm, a `loss`;
     otherwise `improvement` when the estimate rose (the sweep's verdict), `loss` when it did not. Wrong: a loss of more than `SOURCE_DROP` reported as an improvement,
     or a gain of more than that as a loss."""
+    from tfuda.leaderboard import helped
     from tfuda.validate.advice import SOURCE_DROP
 
     lines = ["| run | against | true change | estimated change | reported | wrong |", "|---|---|---|---|---|---|"]
@@ -226,8 +227,11 @@ def verdicts(judged: list[dict]) -> list[str]:
             continue
         name, ref_true, ref_est = ref
         change, estimated = run["true"] - ref_true, run["estimates"][RUNS_ESTIMATE] - ref_est
-        warned = run["warned"] if run["from_model"] else run["collapsed"] and "collapse alarm"
-        improvement = estimated > 0 and not warned
+        if run["from_model"]:
+            warned, improvement = run["warned"], estimated > 0 and not run["warned"]
+        else:  # the sweep's verdict (tfuda.leaderboard)
+            warned = run["collapsed"] and "collapse alarm"
+            improvement = helped(run["estimates"][RUNS_ESTIMATE], ref_est, run["collapsed"])
         miss = (change < -SOURCE_DROP and improvement) or (change > SOURCE_DROP and not improvement)
         compared, wrong = compared + 1, wrong + miss
         said = "improvement" if improvement else f"loss ({warned})" if warned else "loss"
@@ -239,14 +243,15 @@ def verdicts(judged: list[dict]) -> list[str]:
 def outcome(path: Path) -> dict:
     """What the run says of its end, from one read of its `metrics.json`: `warned` ("warning" when
     a run from a model got worse than its start, `tfuda.validate.advice`; else None) and
-    `collapsed` (its final model raised the collapse alarm; the sweep's verdict then claims no help)."""
+    `collapsed` (its model raised the collapse alarm; the sweep's verdict then claims no help)."""
+    from tfuda.leaderboard import model_alarmed
     from tfuda.rundir import RunDir
     from tfuda.validate.advice import advice
 
     metrics = RunDir(path).metrics()
     lines = advice(metrics["eval_history"], metrics["steps"])
     return {"warned": "warning" if any(line.startswith("warning:") for line in lines) else None,
-            "collapsed": any(alarm["step"] == metrics["steps"] for alarm in metrics.get("alarms") or [])}
+            "collapsed": model_alarmed(metrics)}
 
 
 def run_estimate(config: dict, data, model, target_probs: np.ndarray) -> float:

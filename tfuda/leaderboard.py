@@ -79,11 +79,24 @@ def read_entry(point: Point, out: Path) -> Entry:
     status = metrics["status"]
     if status not in USABLE:
         return Entry(point, status, {}, steps=metrics.get("steps"), error=metrics.get("error"))
-    model_step = (metrics.get("selection") or {}).get("step", metrics.get("steps"))
     return Entry(point, status, metrics.get("validators") or {}, metrics.get("target_accuracy"),
-                 alarm=any(alarm["step"] == model_step for alarm in metrics.get("alarms") or []),
+                 alarm=model_alarmed(metrics),
                  steps=metrics.get("steps"), wall_time_s=metrics.get("wall_time_s"),
                  environment=metrics.get("environment"))
+
+
+def model_alarmed(metrics: dict[str, Any]) -> bool:
+    """Whether a run's model (the selected step's, else the last one's) raised the collapse alarm,
+    from its `metrics.json` dict."""
+    model_step = (metrics.get("selection") or {}).get("step", metrics.get("steps"))
+    return any(alarm["step"] == model_step for alarm in metrics.get("alarms") or [])
+
+
+def helped(estimate: float, baseline_estimate: float, alarmed: bool) -> bool:
+    """The verdict by estimated target accuracy: an adapted model helped when its estimate is above
+    the baseline's and it raised no collapse alarm (collapsed predictions fool the estimate,
+    docs/benchmarks.md)."""
+    return estimate > baseline_estimate and not alarmed
 
 
 def rank(entries: list[Entry], by: str) -> list[Entry]:
@@ -110,10 +123,9 @@ def pair_verdict(usable: list[Entry], by: str) -> str | None:
         return None
     alarmed = " (whose models raised the collapse alarm)" if all(e.alarm for e in usable if not e.source_only) else ""
     ours, theirs = adapted.score(ESTIMATE), baseline.score(ESTIMATE)
-    if None not in (ours, theirs):  # collapsed predictions fool the estimate (docs/benchmarks.md): no help claimed
+    if None not in (ours, theirs):
         first = f"ranked first of the adapted runs by {by}" if by != ESTIMATE else "the best adapted run"
-        helped = ours > theirs and not adapted.alarm
-        return (f"adaptation {'helped' if helped else 'did not help'}: est. target accuracy {ours:.2f} for "
+        return (f"adaptation {'helped' if helped(ours, theirs, adapted.alarm) else 'did not help'}: est. target accuracy {ours:.2f} for "
                 f"{adapted.point.name} ({first}) vs {theirs:.2f} for source-only {baseline.point.name}{alarmed}")
     if usable.index(adapted) < usable.index(baseline):
         return (f"adaptation helped by {by}: {adapted.point.name} ({adapted.scores[by]:.4f}) ranks above the best "

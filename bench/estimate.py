@@ -199,13 +199,14 @@ def judge(path: Path) -> dict | None:
 def reference(run: dict, judged: list[dict]) -> tuple[str, float, float] | None:
     """What a run is judged against: `(name, true, estimated)` target accuracy of the model it
     started from (a run from a model: its step-0 evaluation) or of the source-only run of its
-    task and seed; None without one."""
+    task and seed (of its budget where there is one); None without one."""
     if run["from_model"]:
         return ("its start", *run["start"]) if None not in run["start"] else None
     if run["method"] == "source-only":
         return None
-    baseline = next((j for j in judged if j["task"] == run["task"] and j["seed"] == run["seed"]
-                     and j["method"] == "source-only" and not j["from_model"]), None)
+    candidates = [j for j in judged if j["task"] == run["task"] and j["seed"] == run["seed"]
+                  and j["method"] == "source-only" and not j["from_model"]]
+    baseline = min(candidates, key=lambda j: j["steps"] != run["steps"], default=None)  # same budget first
     return None if baseline is None else ("source-only", baseline["true"], baseline["estimates"][RUNS_ESTIMATE])
 
 
@@ -243,7 +244,8 @@ def verdicts(judged: list[dict]) -> list[str]:
 def outcome(path: Path) -> dict:
     """What the run says of its end, from one read of its `metrics.json`: `warned` ("warning" when
     a run from a model got worse than its start, `tfuda.validate.advice`; else None) and
-    `collapsed` (its model raised the collapse alarm; the sweep's verdict then claims no help)."""
+    `collapsed` (its model raised the collapse alarm; the sweep's verdict then claims no help) and
+    its `steps`."""
     from tfuda.leaderboard import model_alarmed
     from tfuda.rundir import RunDir
     from tfuda.validate.advice import advice
@@ -251,7 +253,7 @@ def outcome(path: Path) -> dict:
     metrics = RunDir(path).metrics()
     lines = advice(metrics["eval_history"], metrics["steps"])
     return {"warned": "warning" if any(line.startswith("warning:") for line in lines) else None,
-            "collapsed": model_alarmed(metrics)}
+            "collapsed": model_alarmed(metrics), "steps": metrics["steps"]}
 
 
 def run_estimate(config: dict, data, model, target_probs: np.ndarray) -> float:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -26,14 +30,30 @@ TINY_RUN_ARGS = ["--steps", "6", "--batch-size", "8", "--eval-every", "3",
                  "--checkpoint-every", "3", "--seed", "1"]
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """`build(path)` once per test session, also across the xdist workers (which share the
+    parent of their base temp directory): the first worker builds under a lock, the others
+    wait for it and reuse the result. Tests must not change what it built."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path, done = root / "shared" / name, root / "shared" / f"{name}.done"
+    path.parent.mkdir(exist_ok=True)
+    with open(root / "shared" / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            build(path)
+            done.touch()
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A finished 6-step AdaMatch run on digits -> digits-m, shared by training/export tests."""
     from tfuda.train import main
 
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    assert main([*TINY_RUN_ARGS, "--out", str(out)]) == 0
-    return out
+    return built_once(tmp_path_factory, "tiny", lambda out: _check(main([*TINY_RUN_ARGS, "--out", str(out)])))
 
 
 @pytest.fixture(scope="session")
@@ -41,11 +61,13 @@ def trained_run(tmp_path_factory):
     """A small but confident model: source-only on labeled digits-m for 80 steps (export tests)."""
     from tfuda.train import main
 
-    out = tmp_path_factory.mktemp("runs") / "trained"
-    assert main(["--method", "source-only", "--source", "digits-m", "--target", "digits-m",
-                 "--steps", "80", "--batch-size", "32", "--eval-every", "80",
-                 "--checkpoint-every", "80", "--no-report", "--out", str(out)]) == 0
-    return out
+    return built_once(tmp_path_factory, "trained", lambda out: _check(main(
+        ["--method", "source-only", "--source", "digits-m", "--target", "digits-m", "--steps", "80",
+         "--batch-size", "32", "--eval-every", "80", "--checkpoint-every", "80", "--no-report", "--out", str(out)])))
+
+
+def _check(code: int) -> None:
+    assert code == 0, f"building a shared run exited {code}"
 
 
 @pytest.fixture(scope="session")
@@ -57,5 +79,5 @@ def exported(trained_run, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("exports") / "exp"
     assert main(["--run", str(trained_run), "--out", str(out),
-                 "--quantize", "float32,float16,int8", "--max-eval-images", "200"]) == 0
+                 "--quantize", "float32,float16,int8", "--max-eval-images", "200", "--no-report"]) == 0
     return out, json.loads((out / "reports" / "tfuda" / "1.json").read_text())

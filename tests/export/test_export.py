@@ -164,7 +164,7 @@ def test_versions_increment_and_are_never_replaced(exported, trained_run, capsys
     out, _ = exported
     first = (out / "serving" / "tfuda" / "1" / "saved_model.pb").read_bytes()
     assert main(["--run", str(trained_run), "--out", str(out), "--formats", "savedmodel",
-                 "--max-eval-images", "64"]) == 0
+                 "--max-eval-images", "64", "--no-report"]) == 0
     assert (out / "serving" / "tfuda" / "2" / "saved_model.pb").is_file()
     assert (out / "reports" / "tfuda" / "2.json").is_file()
     assert (out / "serving" / "tfuda" / "1" / "saved_model.pb").read_bytes() == first
@@ -178,7 +178,7 @@ def test_failure_mid_export_publishes_nothing(trained_run, tmp_path, monkeypatch
 
     out = tmp_path / "exp"
     assert main(["--run", str(trained_run), "--out", str(out), "--formats", "savedmodel",
-                 "--max-eval-images", "64"]) == 0
+                 "--max-eval-images", "64", "--no-report"]) == 0
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
 
     def crash(*args, **kwargs):

@@ -19,11 +19,14 @@ def test_train_writes_a_report_whose_numbers_match_metrics(tiny_run):
 
 
 def test_export_remakes_the_report_with_its_table(trained_run, tmp_path):
+    import shutil
+
     from export.savedmodel import main as export_main
 
-    assert export_main(["--run", str(trained_run), "--out", str(tmp_path / "exp"), "--formats", "savedmodel",
+    run = shutil.copytree(trained_run, tmp_path / "trained")  # the shared run stays as it was built
+    assert export_main(["--run", str(run), "--out", str(tmp_path / "exp"), "--formats", "savedmodel",
                         "--max-eval-images", "32", "--name", "remade"]) == 0
-    html = (trained_run / "report" / "index.html").read_text()
+    html = (run / "report" / "index.html").read_text()
     assert "Export <b>remade</b> version 1" in html and "savedmodel float32" in html
 
 

@@ -40,7 +40,7 @@ def test_saved_model_matches_reported_accuracy(tiny_run):
 
 def test_resume_continues_the_step_count(tmp_path):
     out = str(tmp_path / "run")
-    args = ["--batch-size", "4", "--checkpoint-every", "2", "--eval-every", "100", "--out", out]
+    args = ["--batch-size", "4", "--checkpoint-every", "2", "--eval-every", "100", "--no-report", "--out", out]
     assert main(["--steps", "2", *args]) == 0
     first_wall = json.loads((tmp_path / "run" / "metrics.json").read_text())["wall_time_s"]
     assert main(["--steps", "4", "--resume", *args]) == 0

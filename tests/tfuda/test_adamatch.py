@@ -308,6 +308,17 @@ def test_the_refinement_stage_trains_on_the_teachers_labels_of_the_target_alone(
     assert anchored.view_phases(100) is None
     with pytest.raises(UserError, match="refine_source"):
         AdaMatch(refine_source=1.0)
+    # refine_align aligns the teacher's labels to the source's mean prediction (uniform until the
+    # adaptation stage tracks one): a teacher sure of class 2 everywhere is flattened below tau.
+    aligning = AdaMatch(refine=0.5, refine_align=True)
+    aligning.average = teacher
+    aligning.build(model)
+    aligning.monitor_target_labels = True
+    _, refining = aligning.loss(model, batch, tf.constant(0.75))
+    assert float(refining["monitors/mask_rate"]) == 0.0
+    assert aligning.callbacks(None, None, None) == [] and aligning.view_phases(100) is not None
+    with pytest.raises(UserError, match="refine_align"):
+        AdaMatch(refine_align=True)
 
 
 def test_a_refined_and_realigned_run_completes(tmp_path):

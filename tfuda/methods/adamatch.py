@@ -38,7 +38,10 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    on the target alone. The EMA model (the teacher, inference mode) labels the weak view: p_t,
    aligned to the frozen prior with `realign` (p_t * pi / E[p_t], renormalised), else as it is;
    L = E[1{max p_t >= tau} CE(argmax p_t, z_u,s)] (+ the `entropy`, `vat` and `vmt` terms), the
-   teacher following the model by its EMA. The source views are not made then, unless
+   teacher following the model by its EMA. With `refine_align` (not in DIRT-T) p_t is aligned
+   to the source's mean prediction tracked over the adaptation stage (step 2's m_x, a running
+   mean, decay 0.99): p_t * m_x / E[p_t], renormalised (with `realign`, to the frozen prior once
+   estimated). The source views are not made then, unless
    `refine_source` = s > 0 (not in DIRT-T): L += s L_source on the source views (step 4's
    L_source without the interpolation of step 1), so the labeled source keeps anchoring the classes.
 
@@ -180,6 +183,8 @@ class AdaMatch(Method):
         strong view.
       refine_source: weight of the labeled source loss kept in the refinement stage (0: the
         target alone).
+      refine_align: align the teacher's labels in the refinement stage to the source's mean
+        prediction (as step 2 aligns) instead of taking them as they are.
     """
 
     name = "adamatch"
@@ -190,7 +195,8 @@ class AdaMatch(Method):
 
     def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch", entropy: float = 0.0,
                  realign: float = 0.0, realign_images: int = 4096, vat: float = 0.0, vat_eps: float = 3.5,
-                 vmt: float = 0.0, refine: float = 0.0, refine_source: float = 0.0):
+                 vmt: float = 0.0, refine: float = 0.0, refine_source: float = 0.0,
+                 refine_align: bool = False):
         if alignment not in ALIGNMENTS:
             raise UserError(f"--method-arg alignment={alignment}: choose {', '.join(ALIGNMENTS)}")
         if not 0.0 <= realign < 1.0 or realign_images < 1:
@@ -200,6 +206,8 @@ class AdaMatch(Method):
             raise UserError(f"--method-arg refine={refine}: a fraction of the run in [0, 1)")
         if refine_source < 0 or (refine_source and not refine):
             raise UserError(f"--method-arg refine_source={refine_source}: a weight >= 0, with refine > 0")
+        if refine_align and not refine:
+            raise UserError("--method-arg refine_align: applies to the refinement stage; set refine > 0")
         if vat < 0 or vat_eps <= 0:
             raise UserError(f"--method-arg vat={vat}, vat_eps={vat_eps}: vat >= 0 and vat_eps > 0")
         if vmt < 0:
@@ -214,7 +222,7 @@ class AdaMatch(Method):
         self.realign, self.realign_images = realign, realign_images
         self.vat, self.vat_eps = vat, vat_eps
         self.vmt = vmt
-        self.refine, self.refine_source = refine, refine_source
+        self.refine, self.refine_source, self.refine_align = refine, refine_source, refine_align
         self.statistics: AlignmentStatistics | TargetPrior | None = None
         self.frozen_prior: FrozenPrior | None = None
 
@@ -223,7 +231,7 @@ class AdaMatch(Method):
             self.statistics = AlignmentStatistics(num_classes_of(model), name="alignment_statistics")
         elif self.alignment == "prior":
             self.statistics = TargetPrior(num_classes_of(model), name="target_prior")
-        if self.realign:
+        if self.realign or self.refine_align:  # refine_align only tracks its source mean, never estimated
             self.frozen_prior = FrozenPrior(num_classes_of(model), name="frozen_prior")
 
     @property
@@ -237,7 +245,7 @@ class AdaMatch(Method):
         return ViewPhases(1.0 - self.refine, total_steps, early=(("source", "weak"), ("source", "strong")))
 
     def callbacks(self, classifier, target, spec) -> list[keras.callbacks.Callback]:
-        if self.frozen_prior is None:
+        if not self.realign:
             return []
         sample = TargetSample(target, min(self.realign_images, target.info.num_examples or self.realign_images),
                               spec.image_size, spec.seed)
@@ -311,9 +319,11 @@ class AdaMatch(Method):
             logits_u = tf.cast(model(u, training=True), tf.float32)
         logits_u_weak, logits_u_strong = tf.split(logits_u, 2)
         p_t = tf.nn.softmax(tf.stop_gradient(tf.cast(self.average(tgt["weak"], training=False), tf.float32)))
-        if self.frozen_prior is not None:  # once estimated (`realign` < `refine` estimates later)
-            aligned = align_distribution(p_t, self.frozen_prior.target_prior, tf.reduce_mean(p_t, 0))
-            p_t = tf.where(self.frozen_prior.estimated > 0.5, aligned, p_t)
+        if self.frozen_prior is not None:
+            estimated = self.frozen_prior.estimated > 0.5  # (`realign` < `refine` estimates later)
+            goal = tf.where(estimated, self.frozen_prior.target_prior, self.frozen_prior.source_prior)
+            aligned = align_distribution(p_t, goal, tf.reduce_mean(p_t, 0))
+            p_t = aligned if self.refine_align else tf.where(estimated, aligned, p_t)
         pseudo_labels = tf.argmax(p_t, axis=1)
         mask = tf.cast(tf.reduce_max(p_t, axis=1) >= self.tau, tf.float32)
         loss_target = tf.reduce_mean(cross_entropy(pseudo_labels, logits_u_strong) * mask)

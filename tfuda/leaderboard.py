@@ -125,8 +125,9 @@ def pair_verdict(usable: list[Entry], by: str) -> str | None:
     ours, theirs = adapted.score(ESTIMATE), baseline.score(ESTIMATE)
     if None not in (ours, theirs):
         first = f"ranked first of the adapted runs by {by}" if by != ESTIMATE else "the best adapted run"
-        return (f"adaptation {'helped' if helped(ours, theirs, adapted.alarm) else 'did not help'}: est. target accuracy {ours:.2f} for "
-                f"{adapted.point.name} ({first}) vs {theirs:.2f} for source-only {baseline.point.name}{alarmed}")
+        said = "helped" if helped(ours, theirs, adapted.alarm) else "did not help"
+        return (f"adaptation {said}: est. target accuracy {ours:.2f} for {adapted.point.name} ({first}) vs "
+                f"{theirs:.2f} for source-only {baseline.point.name}{alarmed}")
     if usable.index(adapted) < usable.index(baseline):
         return (f"adaptation helped by {by}: {adapted.point.name} ({adapted.scores[by]:.4f}) ranks above the best "
                 f"source-only run {baseline.point.name} ({baseline.scores[by]:.4f})")

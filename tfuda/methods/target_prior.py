@@ -4,7 +4,8 @@ without target labels by EM (Saerens et al. 2002, the estimator of `tfuda.valida
 - `TargetPrior` (`--method-arg alignment=prior`): online, one stochastic EM step a batch.
 - `FrozenPrior` (`--method-arg realign=F`): once, from the EMA model's predictions on the
   unlabeled target sample when the last fraction F of the run begins (`EstimatePrior`), then
-  frozen; the run's other steps align to the source's class proportions as usual.
+  frozen; the run's other steps align to the source's class proportions as usual. (With
+  `refine_align` alone it only tracks the source's mean prediction, never estimated.)
 
 Per step, with the source batch's mean prediction m_x `[K]` and the target batch's predictions
 p `[U, K]`:

@@ -82,6 +82,13 @@ def align_distribution(p_target: tf.Tensor, source_mean: tf.Tensor, target_mean:
     return aligned / tf.reduce_sum(aligned, axis=1, keepdims=True)
 
 
+def labeled_loss(labels: tf.Tensor, logits_weak: tf.Tensor, logits_strong: tf.Tensor) -> tf.Tensor:
+    """Step 4's L_source: the mean cross-entropy of int `[B]` labels on the weak and the strong
+    views' float32 `[B, K]` logits, averaged."""
+    return 0.5 * (tf.reduce_mean(cross_entropy(labels, logits_weak))
+                  + tf.reduce_mean(cross_entropy(labels, logits_strong)))
+
+
 class AlignmentStatistics(keras.layers.Layer):
     """AdaMatch's running class distributions, as in the official code: an exponential moving
     average of the source batches' mean prediction and a moving window over the target batches'
@@ -298,15 +305,14 @@ class AdaMatch(Method):
         pseudo_labels = tf.argmax(p_u, axis=1)
         mask = tf.cast(tf.reduce_max(p_u, axis=1) >= threshold, tf.float32)
 
-        labels = src["labels"]
-        loss_source = 0.5 * (tf.reduce_mean(cross_entropy(labels, logits_x_weak))
-                             + tf.reduce_mean(cross_entropy(labels, logits_x_strong)))
+        loss_source = labeled_loss(src["labels"], logits_x_weak, logits_x_strong)
         loss_target = tf.reduce_mean(cross_entropy(pseudo_labels, logits_u_strong) * mask)
         return self.total_loss(model, batch, progress, loss_source, loss_target, self.lambda_u * warmup(progress),
                                threshold, logits_u_weak, pseudo_labels, mask)
 
     def refinement_loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
-        """Step 5: the target alone, labelled by the EMA model (`average`, set by the trainer)."""
+        """Step 5: the target labelled by the EMA model (`average`, set by the trainer), with the
+        labeled source only under `refine_source`."""
         src, tgt = batch["source"], batch["target"]
         u = tf.concat([tgt["weak"], tgt["strong"]], 0)
         loss_source = tf.constant(0.0)
@@ -314,7 +320,7 @@ class AdaMatch(Method):
             x = tf.concat([src["weak"], src["strong"]], 0)
             logits = tf.cast(model(tf.concat([x, u], 0), training=True), tf.float32)
             logits_x, logits_u = logits[:tf.shape(x)[0]], logits[tf.shape(x)[0]:]
-            loss_source = self.refine_source * tf.reduce_mean(cross_entropy(tf.tile(src["labels"], [2]), logits_x))
+            loss_source = self.refine_source * labeled_loss(src["labels"], *tf.split(logits_x, 2))
         else:
             logits_u = tf.cast(model(u, training=True), tf.float32)
         logits_u_weak, logits_u_strong = tf.split(logits_u, 2)

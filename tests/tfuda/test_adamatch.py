@@ -321,6 +321,40 @@ def test_the_refinement_stage_trains_on_the_teachers_labels_of_the_target_alone(
         AdaMatch(refine_align=True)
 
 
+def test_a_frozen_teacher_is_the_ema_model_of_the_stages_first_step():
+    import keras
+
+    from tfuda.engine.ema import EMA
+    from tfuda.methods.adamatch import FreezeTeacher
+
+    model = build_model("cnn-small", 3, 16)
+    ema = EMA(model)
+    method = AdaMatch(refine=0.5, refine_teacher="frozen")
+    method.average = ema.average
+    method.build(model)
+    assert method.teacher in method.extra_layers and not method.teacher.trainable_weights
+    (freeze,) = method.callbacks(model, None, None)
+    assert isinstance(freeze, FreezeTeacher)
+    trainer = keras.Model()  # stands for the TrainingModel: its `total_steps` and `ema`
+    trainer.total_steps, trainer.ema = 10, ema
+    freeze.set_model(trainer)
+    freeze.on_train_begin()
+    kernel = lambda m: m.weights[0].numpy().copy()  # noqa: E731
+    for step in range(10):
+        ema.average.weights[0].assign(ema.average.weights[0] + 1.0)  # the EMA moves every step
+        freeze.on_train_batch_begin(step)
+        if step == 4:
+            assert not np.allclose(kernel(method.teacher), kernel(ema.average))
+        if step == 5:
+            at_start = kernel(ema.average)
+    np.testing.assert_array_equal(kernel(method.teacher), at_start)
+    assert not np.allclose(kernel(method.teacher), kernel(ema.average))
+    with pytest.raises(UserError, match="refine_teacher"):
+        AdaMatch(refine_teacher="frozen")
+    with pytest.raises(UserError, match="refine_teacher"):
+        AdaMatch(refine=0.5, refine_teacher="student")
+
+
 def test_a_refined_and_realigned_run_completes(tmp_path):
     import json
 
@@ -328,7 +362,8 @@ def test_a_refined_and_realigned_run_completes(tmp_path):
     from tfuda.train import main
 
     run = tmp_path / "refine"
-    assert main([*TINY_RUN_ARGS, "--method-arg", "refine=0.5", "--method-arg", "realign=0.5", "--no-report",
-                 "--out", str(run)]) == 0
+    assert main([*TINY_RUN_ARGS, "--method-arg", "refine=0.5", "--method-arg", "realign=0.5",
+                 "--method-arg", "refine_teacher=frozen", "--no-report", "--out", str(run)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["config"]["method_args"]["refine"] == 0.5
+    assert metrics["config"]["method_args"]["refine_teacher"] == "frozen"

@@ -44,12 +44,17 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    estimated). The source views are not made then, unless
    `refine_source` = s > 0 (not in DIRT-T): L += s L_source on the source views (step 4's
    L_source without the interpolation of step 1), so the labeled source keeps anchoring the classes.
+   With `refine_teacher=frozen` the teacher is the EMA model of the stage's first step, kept
+   fixed through the stage (one Noisy Student iteration; DIRT-T replaces its teacher only every
+   few thousand steps) instead of following the model.
 
 Optimiser (SGD with plain momentum 0.9 as in the official code, lr 0.03 with cosine decay, weight
 decay) and the warmed-up EMA of the weights live in the shared trainer (`tfuda.engine`).
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 import tensorflow as tf
@@ -163,6 +168,27 @@ ALIGNMENTS = ("running", "batch", "prior")
 """`alignment` choices: the official running statistics, the current batch's means, or the target
 prior estimated online."""
 
+TEACHERS = ("ema", "frozen")
+"""`refine_teacher` choices: the EMA model as it follows the model, or as it was when the stage began."""
+
+
+class FreezeTeacher(keras.callbacks.Callback):
+    """Copies the EMA model's weights into `teacher` before the first step of the run's last
+    `fraction` (step ceil((1 - fraction) T) of `self.model`, the `TrainingModel`). A run resumed
+    after that step restores the teacher from its checkpoint."""
+
+    def __init__(self, teacher: keras.Model, fraction: float):
+        super().__init__()
+        self.teacher, self.fraction = teacher, fraction
+
+    def on_train_begin(self, logs=None):
+        self.start = math.ceil((1.0 - self.fraction) * self.model.total_steps)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == self.start:
+            for frozen, average in zip(self.teacher.weights, self.model.ema.average.weights):
+                frozen.assign(average)
+
 
 class AdaMatch(Method):
     """AdaMatch for UDA, SSL and SSDA.
@@ -192,6 +218,8 @@ class AdaMatch(Method):
         target alone).
       refine_align: align the teacher's labels in the refinement stage to the source's mean
         prediction (as step 2 aligns) instead of taking them as they are.
+      refine_teacher: the refinement stage's teacher: `ema` (the EMA model, following the
+        model) or `frozen` (the EMA model of the stage's first step).
     """
 
     name = "adamatch"
@@ -203,7 +231,7 @@ class AdaMatch(Method):
     def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch", entropy: float = 0.0,
                  realign: float = 0.0, realign_images: int = 4096, vat: float = 0.0, vat_eps: float = 3.5,
                  vmt: float = 0.0, refine: float = 0.0, refine_source: float = 0.0,
-                 refine_align: bool = False):
+                 refine_align: bool = False, refine_teacher: str = "ema"):
         if alignment not in ALIGNMENTS:
             raise UserError(f"--method-arg alignment={alignment}: choose {', '.join(ALIGNMENTS)}")
         if not 0.0 <= realign < 1.0 or realign_images < 1:
@@ -215,6 +243,9 @@ class AdaMatch(Method):
             raise UserError(f"--method-arg refine_source={refine_source}: a weight >= 0, with refine > 0")
         if refine_align and not refine:
             raise UserError("--method-arg refine_align: applies to the refinement stage; set refine > 0")
+        if refine_teacher not in TEACHERS or (refine_teacher != "ema" and not refine):
+            raise UserError(f"--method-arg refine_teacher={refine_teacher}: choose {', '.join(TEACHERS)}, "
+                            "with refine > 0")
         if vat < 0 or vat_eps <= 0:
             raise UserError(f"--method-arg vat={vat}, vat_eps={vat_eps}: vat >= 0 and vat_eps > 0")
         if vmt < 0:
@@ -230,8 +261,10 @@ class AdaMatch(Method):
         self.vat, self.vat_eps = vat, vat_eps
         self.vmt = vmt
         self.refine, self.refine_source, self.refine_align = refine, refine_source, refine_align
+        self.refine_teacher = refine_teacher
         self.statistics: AlignmentStatistics | TargetPrior | None = None
         self.frozen_prior: FrozenPrior | None = None
+        self.teacher: keras.Model | None = None
 
     def build(self, model: keras.Model) -> None:
         if self.alignment == "running":
@@ -240,10 +273,14 @@ class AdaMatch(Method):
             self.statistics = TargetPrior(num_classes_of(model), name="target_prior")
         if self.realign or self.refine_align:  # refine_align only tracks its source mean, never estimated
             self.frozen_prior = FrozenPrior(num_classes_of(model), name="frozen_prior")
+        if self.refine_teacher == "frozen":
+            self.teacher = keras.models.clone_model(self.average)
+            self.teacher.set_weights(self.average.get_weights())
+            self.teacher.trainable = False
 
     @property
     def extra_layers(self):
-        return [layer for layer in (self.statistics, self.frozen_prior) if layer is not None]
+        return [layer for layer in (self.statistics, self.frozen_prior, self.teacher) if layer is not None]
 
     def view_phases(self, total_steps: int) -> ViewPhases | None:
         """With `refine`, the source views are made only before the refinement stage."""
@@ -252,11 +289,12 @@ class AdaMatch(Method):
         return ViewPhases(1.0 - self.refine, total_steps, early=(("source", "weak"), ("source", "strong")))
 
     def callbacks(self, classifier, target, spec) -> list[keras.callbacks.Callback]:
+        callbacks = [] if self.teacher is None else [FreezeTeacher(self.teacher, self.refine)]
         if not self.realign:
-            return []
+            return callbacks
         sample = TargetSample(target, min(self.realign_images, target.info.num_examples or self.realign_images),
                               spec.image_size, spec.seed)
-        return [EstimatePrior(self.frozen_prior, sample, self.realign)]
+        return [*callbacks, EstimatePrior(self.frozen_prior, sample, self.realign)]
 
     def class_distributions(self, p_source: tf.Tensor, p_target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`(m_x, m_u)` `[K]` of step 2 from this step's `[B, K]` / `[U, K]` predictions (m_x: the
@@ -324,7 +362,8 @@ class AdaMatch(Method):
         else:
             logits_u = tf.cast(model(u, training=True), tf.float32)
         logits_u_weak, logits_u_strong = tf.split(logits_u, 2)
-        p_t = tf.nn.softmax(tf.stop_gradient(tf.cast(self.average(tgt["weak"], training=False), tf.float32)))
+        teacher = self.average if self.teacher is None else self.teacher
+        p_t = tf.nn.softmax(tf.stop_gradient(tf.cast(teacher(tgt["weak"], training=False), tf.float32)))
         if self.frozen_prior is not None:
             estimated = self.frozen_prior.estimated > 0.5  # (`realign` < `refine` estimates later)
             goal = tf.where(estimated, self.frozen_prior.target_prior, self.frozen_prior.source_prior)

@@ -2,8 +2,9 @@
 
 All ops work on a whole batch `[B, H, W, 3]` at once with per-image random parameters and no
 Python per image. Randomness is stateless: the same images and `seed` (an int `[2]` tensor)
-give the same output, in `tf.data` and in a `tf.function` alike. Parameters are drawn first
-(`_draw_*`), then applied, so each op is testable with fixed parameters.
+give the same output, in `tf.data` and in a `tf.function` alike. A view draws all its numbers
+at once (`uniforms`: one stateless draw, `[count, B]` in [0, 1)) and hands each op its rows, so
+each op is testable with fixed numbers and the graph stays small.
 
 Every op is XLA-compatible (gathers and element-wise math; no `ImageProjectiveTransformV3`),
 so with `--augment-on device` the augmentation compiles into the train step.
@@ -36,23 +37,26 @@ def _split(seed: tf.Tensor, num: int) -> list[tf.Tensor]:
     return [seeds[i] for i in range(num)]
 
 
-Rows = tuple  # (offset: int or int32 scalar tensor, total: int): see `_uniform`
+Rows = tuple  # (offset: int or int32 scalar tensor, total: int): see `uniforms`
 
 
-def _uniform(batch, seed, minval=0.0, maxval=1.0, dtype=tf.float32, rows: Rows | None = None) -> tf.Tensor:
-    """`[batch]` stateless uniform numbers (one per image), identical with and without XLA
-    (floats come from `unit_uniform`).
+def uniforms(seed: tf.Tensor, count: int, batch, rows: Rows | None = None) -> tf.Tensor:
+    """float32 `[count, batch]` stateless numbers in [0, 1): `count` per image, from one draw.
+
+    Every random op here takes its numbers from such rows (one draw for a whole view: each draw
+    is ~50 graph ops, the cost of building the feed). Identical with and without XLA.
 
     `rows = (offset, total)` says that the batch is rows `[offset, offset + batch)` of a global
-    batch of `total` images (one replica's slice): the numbers are drawn for all `total` rows and
-    sliced, so each image gets the draw it would get in the global batch.
+    batch of `total` images (one replica's slice): the numbers are drawn for all `total` images
+    and sliced, so each image gets the draw it would get in the global batch.
     """
-    shape = [batch] if rows is None else [rows[1]]
-    if dtype.is_integer:
-        values = tf.random.stateless_uniform(shape, seed, minval=minval, maxval=maxval, dtype=dtype, alg=ALG)
-    else:
-        values = minval + (maxval - minval) * tf.cast(unit_uniform(shape, seed), dtype)
-    return values if rows is None else tf.slice(values, [rows[0]], [batch])
+    values = unit_uniform([count, batch if rows is None else rows[1]], seed)
+    return values if rows is None else tf.slice(values, [0, rows[0]], [count, batch])
+
+
+def _below(u: tf.Tensor, n: int) -> tf.Tensor:
+    """int32 floor(u * n): a uniform integer in [0, n) from u in [0, 1)."""
+    return tf.minimum(tf.cast(tf.floor(u * n), tf.int32), n - 1)
 
 
 def unit_uniform(shape, seed: tf.Tensor) -> tf.Tensor:
@@ -78,21 +82,25 @@ def batch_size(images: tf.Tensor):
     return images.shape[0] if images.shape[0] is not None else tf.shape(images)[0]
 
 
-def random_flip(images: tf.Tensor, seed: tf.Tensor, rows: Rows | None = None) -> tf.Tensor:
-    """Flips each image left-right with probability 1/2. images: float32 `[B, H, W, C]`.
+def random_flip(images: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+    """Flips each image left-right where its number is below 1/2.
 
-    `rows`: see `_uniform` (also for every other random op here).
+    Args:
+      images: float32 `[B, H, W, C]`.
+      u: float32 `[B]` in [0, 1) (`uniforms`), as every random op here takes its numbers.
     """
-    flip = _uniform(batch_size(images), seed, rows=rows) < 0.5
-    return tf.where(_per_image(flip), tf.reverse(images, axis=[2]), images)
+    return tf.where(_per_image(u < 0.5), tf.reverse(images, axis=[2]), images)
 
 
-def random_translate(images: tf.Tensor, seed: tf.Tensor, fraction: float, rows: Rows | None = None) -> tf.Tensor:
+TRANSLATE_DRAWS = 2
+
+
+def random_translate(images: tf.Tensor, u: tf.Tensor, fraction: float) -> tf.Tensor:
     """Shifts each image by up to `fraction` of its size: reflect-pad, then a random crop.
 
     Args:
       images: float32 `[B, H, W, C]` with static H and W.
-      seed: int `[2]`.
+      u: float32 `[TRANSLATE_DRAWS, B]` in [0, 1): the vertical and horizontal offsets.
       fraction: largest shift as a fraction of the side (0.125 = 4 px on 32 px).
     """
     height, width = images.shape[1], images.shape[2]
@@ -100,10 +108,7 @@ def random_translate(images: tf.Tensor, seed: tf.Tensor, fraction: float, rows: 
     if pad <= 0:
         return images
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-    batch = batch_size(images)
-    seed_y, seed_x = _split(seed, 2)
-    off_y = _uniform(batch, seed_y, 0, 2 * pad + 1, tf.int32, rows)
-    off_x = _uniform(batch, seed_x, 0, 2 * pad + 1, tf.int32, rows)
+    off_y, off_x = _below(u[0], 2 * pad + 1), _below(u[1], 2 * pad + 1)
     rows = off_y[:, None] + tf.range(height)[None, :]
     cols = off_x[:, None] + tf.range(width)[None, :]
     out = tf.gather(padded, rows, axis=1, batch_dims=1)
@@ -202,14 +207,17 @@ def solarize(images: tf.Tensor, threshold: tf.Tensor) -> tf.Tensor:
     return tf.where(images >= _per_image(threshold), 255.0 - images, images)
 
 
-def cutout(images: tf.Tensor, seed: tf.Tensor, max_fraction: float, rows: Rows | None = None) -> tf.Tensor:
-    """Fills one random square per image, of side up to `max_fraction` of the image, with gray."""
-    batch = batch_size(images)
+CUTOUT_DRAWS = 3
+
+
+def cutout(images: tf.Tensor, u: tf.Tensor, max_fraction: float) -> tf.Tensor:
+    """Fills one random square per image, of side up to `max_fraction` of the image, with gray.
+
+    u: float32 `[CUTOUT_DRAWS, B]` in [0, 1): the side, the centre's row and column.
+    """
     height, width = images.shape[1], images.shape[2]
-    seed_size, seed_y, seed_x = _split(seed, 3)
-    half = _uniform(batch, seed_size, 0.0, max_fraction, rows=rows) * min(height, width) / 2.0
-    center_y = _uniform(batch, seed_y, 0.0, float(height), rows=rows)
-    center_x = _uniform(batch, seed_x, 0.0, float(width), rows=rows)
+    half = u[0] * max_fraction * min(height, width) / 2.0
+    center_y, center_x = u[1] * float(height), u[2] * float(width)
     ys = tf.range(height, dtype=tf.float32)[None, :, None] + 0.5
     xs = tf.range(width, dtype=tf.float32)[None, None, :] + 0.5
     inside = (tf.abs(ys - center_y[:, None, None]) < half[:, None, None]) & (
@@ -274,12 +282,16 @@ _GEOMETRIC_OPS: dict[str, Callable[[tf.Tensor, tf.Tensor, float], tf.Tensor]] = 
 RANDAUGMENT_OPS: tuple[str, ...] = tuple(_COLOR_OPS) + tuple(_GEOMETRIC_OPS)
 
 
-def rand_augment(images: tf.Tensor, seed: tf.Tensor, num_ops: int = 2, rows: Rows | None = None) -> tf.Tensor:
+RANDAUGMENT_DRAWS = 3
+"""Numbers per image and op of `rand_augment`: the op, its magnitude and its sign."""
+
+
+def rand_augment(images: tf.Tensor, u: tf.Tensor, num_ops: int = 2) -> tf.Tensor:
     """Applies `num_ops` ops drawn per image from `RANDAUGMENT_OPS`, each with a random magnitude.
 
     Args:
       images: float32 `[B, H, W, 3]` in 0..255 with static H, W.
-      seed: int `[2]`.
+      u: float32 `[RANDAUGMENT_DRAWS * num_ops, B]` in [0, 1).
       num_ops: ops applied in sequence to each image.
 
     Every op of the list is computed for the whole batch and each image keeps its own draw, so
@@ -288,11 +300,10 @@ def rand_augment(images: tf.Tensor, seed: tf.Tensor, num_ops: int = 2, rows: Row
     batch = batch_size(images)
     size = float(images.shape[1])
     color_names, geometric_names = list(_COLOR_OPS), list(_GEOMETRIC_OPS)
-    for round_seed in _split(seed, num_ops):
-        seed_op, seed_mag, seed_sign = _split(round_seed, 3)
-        choice = _uniform(batch, seed_op, 0, len(RANDAUGMENT_OPS), tf.int32, rows)
-        magnitude = _uniform(batch, seed_mag, rows=rows)
-        sign = tf.where(_uniform(batch, seed_sign, rows=rows) < 0.5, -1.0, 1.0)  # of signed magnitudes
+    for round_index in range(num_ops):
+        u_op, magnitude, u_sign = tf.unstack(u[RANDAUGMENT_DRAWS * round_index:RANDAUGMENT_DRAWS * (round_index + 1)])
+        choice = _below(u_op, len(RANDAUGMENT_OPS))
+        sign = tf.where(u_sign < 0.5, -1.0, 1.0)  # of signed magnitudes
         out = images
         for index, name in enumerate(color_names):
             if name == "identity":
@@ -310,6 +321,10 @@ def rand_augment(images: tf.Tensor, seed: tf.Tensor, num_ops: int = 2, rows: Row
 
 
 # ---------------------------------------------------------------- policies
+
+
+WEAK_DRAWS = 1 + TRANSLATE_DRAWS
+"""Numbers per image of the weak view: the flip's and the shift's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,20 +347,26 @@ class Augment:
     def weak(self, images: tf.Tensor, seed: tf.Tensor, rows: Rows | None = None) -> tf.Tensor:
         """Weak view: flip (if enabled) and translate. images: uint8/float `[B, H, W, 3]`.
 
-        Returns float32 in 0..255. `rows`: see `_uniform`.
+        Returns float32 in 0..255. `rows`: see `uniforms`.
         """
-        images = tf.cast(images, tf.float32)
-        seed_flip, seed_shift = _split(seed, 2)
+        return self._weak(tf.cast(images, tf.float32), uniforms(seed, WEAK_DRAWS, batch_size(images), rows))
+
+    def _weak(self, images: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+        """The weak ops on float32 images with their numbers u `[WEAK_DRAWS, B]`."""
         if self.flip:
-            images = random_flip(images, seed_flip, rows)
-        return random_translate(images, seed_shift, self.translate, rows)
+            images = random_flip(images, u[0])
+        return random_translate(images, u[1:], self.translate)
 
     def strong(self, images: tf.Tensor, seed: tf.Tensor, rows: Rows | None = None) -> tf.Tensor:
-        """Strong view: the weak ops, RandAugment, then Cutout. Returns float32 in 0..255."""
-        seed_weak, seed_ra, seed_cut = _split(seed, 3)
-        images = rand_augment(self.weak(images, seed_weak, rows), seed_ra, self.num_ops, rows)
+        """Strong view: the weak ops, RandAugment, then Cutout. Returns float32 in 0..255.
+
+        All its numbers come from one draw (`uniforms`)."""
+        augmented = RANDAUGMENT_DRAWS * self.num_ops
+        u = uniforms(seed, WEAK_DRAWS + augmented + CUTOUT_DRAWS, batch_size(images), rows)
+        images = self._weak(tf.cast(images, tf.float32), u[:WEAK_DRAWS])
+        images = rand_augment(images, u[WEAK_DRAWS:WEAK_DRAWS + augmented], self.num_ops)
         if self.cutout > 0:
-            images = cutout(images, seed_cut, self.cutout, rows)
+            images = cutout(images, u[WEAK_DRAWS + augmented:], self.cutout)
         return images
 
     def views(self, images: tf.Tensor, names: Sequence[str], seed: tf.Tensor,

@@ -219,7 +219,8 @@ def make_feed(
             element[name] = {"images": images, "labels": labels}
         return element
 
-    feed = tf.data.Dataset.zip((steps, *parts.values())).map(assemble)
+    plain = tf.autograph.experimental.do_not_convert  # Python control flow only: no AutoGraph pass to pay for
+    feed = tf.data.Dataset.zip((steps, *parts.values())).map(plain(assemble))
     if not spec.on_device:
-        feed = feed.map(lambda b: apply_views(b, spec), num_parallel_calls=AUTOTUNE)
+        feed = feed.map(plain(lambda b: apply_views(b, spec)), num_parallel_calls=AUTOTUNE)
     return feed.prefetch(AUTOTUNE)

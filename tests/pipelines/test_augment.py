@@ -8,6 +8,10 @@ from pipelines.augment import Augment
 SEED = tf.constant([3, 4], tf.int64)
 
 
+def _numbers(count, n):
+    return augment.uniforms(SEED, count, n)
+
+
 def _batch(n=8, size=32, seed=0):
     return tf.constant(np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8))
 
@@ -27,7 +31,7 @@ def test_views_are_deterministic_under_a_seed(view):
 
 def test_translate_is_a_shift_of_the_reflect_padded_image():
     images = tf.cast(_batch(4, 16), tf.float32)
-    out = augment.random_translate(images, SEED, 0.125).numpy()
+    out = augment.random_translate(images, _numbers(2, 4), 0.125).numpy()
     padded = np.pad(images.numpy(), [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect")
     for i in range(4):
         assert any(np.array_equal(out[i], padded[i, dy:dy + 16, dx:dx + 16])
@@ -36,7 +40,7 @@ def test_translate_is_a_shift_of_the_reflect_padded_image():
 
 def test_flip_flips_whole_images_only():
     images = tf.cast(_batch(16), tf.float32)
-    out = augment.random_flip(images, SEED).numpy()
+    out = augment.random_flip(images, _numbers(1, 16)[0]).numpy()
     flipped = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images.numpy())]
     kept = [np.array_equal(o, i) for o, i in zip(out, images.numpy())]
     assert all(f or k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
@@ -66,7 +70,7 @@ def test_colour_ops_endpoints():
 
 def test_cutout_fills_one_gray_square():
     images = tf.zeros([6, 32, 32, 3])
-    out = augment.cutout(images, SEED, 0.5).numpy()
+    out = augment.cutout(images, _numbers(3, 6), 0.5).numpy()
     for image in out:
         ys, xs = np.nonzero(image[..., 0] == augment.FILL_VALUE)
         if len(ys):  # a filled, axis-aligned rectangle no larger than half the side
@@ -76,11 +80,28 @@ def test_cutout_fills_one_gray_square():
 
 def test_rand_augment_changes_images_and_compiles_with_xla():
     images = tf.cast(_batch(16), tf.float32)
-    out = augment.rand_augment(images, SEED).numpy()
+    out = augment.rand_augment(images, _numbers(6, 16)).numpy()
     changed = [not np.array_equal(o, i) for o, i in zip(out, images.numpy())]
     assert sum(changed) >= 10
     compiled = tf.function(lambda x, s: Augment().strong(x, s), jit_compile=True)
     np.testing.assert_allclose(compiled(images, SEED), Augment().strong(images, SEED), atol=1e-3)
+
+
+def test_numbers_of_a_replicas_rows_are_those_of_the_global_batch():
+    whole = augment.uniforms(SEED, 5, 12).numpy()
+    np.testing.assert_array_equal(augment.uniforms(SEED, 5, 4, rows=(8, 12)), whole[:, 8:])
+    assert whole.min() >= 0 and whole.max() < 1 and len(np.unique(whole)) == whole.size
+    assert 0.4 < whole.mean() < 0.6
+
+
+def test_a_strong_view_draws_its_numbers_at_once():
+    # Each stateless draw adds ~50 graph ops: the strong view draws once (after its seed's split),
+    # so building a feed's graph stays cheap.
+    strong = tf.function(lambda x, s: Augment().views(x, ["strong"], s)["strong"], autograph=False)
+    graph = strong.get_concrete_function(tf.TensorSpec([8, 32, 32, 3], tf.uint8), tf.TensorSpec([2], tf.int64)).graph
+    draws = [op for op in graph.get_operations() if op.type.startswith("StatelessRandom")]
+    assert len(draws) <= 4, [op.type for op in draws]
+    assert len(graph.get_operations()) < 1200
 
 
 def test_views_work_inside_dataset_map_and_function_alike():

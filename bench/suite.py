@@ -1,7 +1,8 @@
 """Every method on every built-in shift: target accuracy and the fraction of the source-only -> oracle gap closed.
 
     python bench/suite.py [--methods source-only,adamatch,adamatch-running,adamatch-prior,adamatch-entropy,
-                                    adamatch-realign,adamatch-realign-late,adamatch-vat,adamatch-vmt,adamatch-refine,adamatch-refine-source,adamatch-refine-align,adamatch-refine-frozen,adamatch-realign-refine,adamatch-in,source-only-in,adamatch-wd,adamatch-nesterov,
+                                    adamatch-realign,adamatch-realign-late,adamatch-vat,adamatch-vmt,adamatch-refine,adamatch-refine-source,adamatch-refine-align,adamatch-refine-frozen,adamatch-refine-shifted,
+                                    adamatch-realign-refine,adamatch-in,source-only-in,adamatch-wd,adamatch-nesterov,
                                     fixmatch,dann,contrastive]
                           [--tasks SOURCE:TARGET,...] [--steps N] [--batch-size 8] [--seeds 0]
                           [--out bench/out/suite] [--reuse DIR,...]
@@ -29,7 +30,9 @@ official VMT code's target weight);
 for the last quarter of the run (`--method-arg refine=0.25`), `adamatch-refine-source` keeping the
 labeled source loss in that stage (`refine_source=1.0`), `adamatch-refine-align` aligning the
 stage's teacher labels to the source's mean prediction (`refine_align=true`), `adamatch-refine-frozen`
-with the stage's teacher frozen at its start (`refine_teacher=frozen`), `adamatch-realign-refine` with
+with the stage's teacher frozen at its start (`refine_teacher=frozen`), `adamatch-refine-shifted` refining
+only a target whose class proportions the EMA model finds moved when the stage would begin
+(`refine_shifted=true`), `adamatch-realign-refine` with
 `realign=0.5` as well (the stage's teacher labels aligned to the estimated prior); `adamatch-in` and
 `source-only-in` train `--model cnn-small-in` (instance-normalised input); `adamatch-wd` is AdaMatch
 with the official code's weight decay 0.001 instead of tfuda's 5e-4, `adamatch-nesterov` with
@@ -69,6 +72,8 @@ VARIANTS = {
     "adamatch-refine-align": {"method": "adamatch", "method_args.refine": 0.25, "method_args.refine_align": True},
     "adamatch-refine-frozen": {"method": "adamatch", "method_args.refine": 0.25,
                                "method_args.refine_teacher": "frozen"},
+    "adamatch-refine-shifted": {"method": "adamatch", "method_args.refine": 0.25,
+                                "method_args.refine_shifted": True},
     "adamatch-realign-refine": {"method": "adamatch", "method_args.realign": 0.5, "method_args.refine": 0.25},
     "source-only-in": {"method": "source-only", "model": "cnn-small-in"},
     "adamatch-wd": {"method": "adamatch", "weight_decay": 0.001},

@@ -355,15 +355,54 @@ def test_a_frozen_teacher_is_the_ema_model_of_the_stages_first_step():
         AdaMatch(refine=0.5, refine_teacher="student")
 
 
-def test_a_refined_and_realigned_run_completes(tmp_path):
+def test_refine_shifted_refines_only_a_target_whose_proportions_moved():
+    import keras
+
+    model = build_model("cnn-small", 3, 16)
+    teacher = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
+                                keras.layers.Dense(3, kernel_initializer="zeros")])
+    rng = np.random.default_rng(0)
+    images = lambda n: tf.constant(rng.uniform(0, 255, size=(n, 16, 16, 3)), tf.float32)  # noqa: E731
+    batch = {"source": {"weak": images(4), "strong": images(4), "labels": tf.constant([0, 1, 2, 0])},
+             "target": {"weak": images(6), "strong": images(6), "labels": tf.constant([2] * 6, tf.int64)},
+             "seed": tf.constant([3, 4], tf.int64)}
+
+    def posteriors(shares, confidence):  # a model right on `confidence` of a target with these shares
+        labels = np.random.default_rng(1).choice(3, size=900, p=shares)
+        probs = np.where(np.eye(3)[labels] > 0, confidence, (1 - confidence) / 2)
+        return probs
+
+    stages = {}
+    for name, shares, confidence in [("balanced", [1 / 3] * 3, 0.6), ("shifted", [0.8, 0.1, 0.1], 0.95),
+                                     ("unsure", [0.5, 0.3, 0.2], 0.6)]:
+        method = AdaMatch(refine=0.5, refine_shifted=True)
+        method.average = teacher
+        method.build(model)
+        assert method.view_phases(100) is None  # the source views stay: the stage may not run
+        method.frozen_prior.estimate(posteriors(shares, confidence))
+        _, logs = method.loss(model, batch, tf.constant(0.75))
+        stages[name] = float(logs["monitors/refining"]), float(logs["losses/source"]) > 0
+    # A confident model whose predicted shares moved far from the source's (uniform) refines on the
+    # target alone; a balanced target, or a model whose errors could explain the move, keeps adapting.
+    assert stages == {"balanced": (0.0, True), "shifted": (1.0, False), "unsure": (0.0, True)}
+    with pytest.raises(UserError, match="refine_shifted"):
+        AdaMatch(refine_shifted=True)
+    with pytest.raises(UserError, match="refine_shifted"):
+        AdaMatch(refine=0.25, realign=0.5, refine_shifted=True)
+
+
+def test_a_refined_run_with_a_frozen_teacher_and_the_shift_test_completes(tmp_path):
     import json
 
     from tests.conftest import TINY_RUN_ARGS
     from tfuda.train import main
 
     run = tmp_path / "refine"
-    assert main([*TINY_RUN_ARGS, "--method-arg", "refine=0.5", "--method-arg", "realign=0.5",
+    assert main([*TINY_RUN_ARGS, "--method-arg", "refine=0.5", "--method-arg", "refine_shifted=true",
                  "--method-arg", "refine_teacher=frozen", "--no-report", "--out", str(run)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["config"]["method_args"]["refine"] == 0.5
     assert metrics["config"]["method_args"]["refine_teacher"] == "frozen"
+    saved = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    estimated = [name for name, _ in tf.train.list_variables(saved) if "estimated" in name]
+    assert estimated and tf.train.load_variable(saved, estimated[0]) == 1.0  # at the stage's start

@@ -46,7 +46,12 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    L_source without the interpolation of step 1), so the labeled source keeps anchoring the classes.
    With `refine_teacher=frozen` the teacher is the EMA model of the stage's first step, kept
    fixed through the stage (one Noisy Student iteration; DIRT-T replaces its teacher only every
-   few thousand steps) instead of following the model.
+   few thousand steps) instead of following the model. With `refine_shifted` (not in DIRT-T) the
+   stage runs only on a target whose class proportions differ from the source's: when it would
+   begin, the EMA model estimates the target prior pi by EM on the target sample (as `realign`
+   does); if ||pi - m_x||_1 exceeds the 2 (1 - a) its own errors can explain (a its confidence
+   under pi, `tfuda.validate.estimate.toward_source`), the stage runs with its teacher labels
+   aligned to pi; otherwise AdaMatch's steps 1-4 go on to the end.
 
 Optimiser (SGD with plain momentum 0.9 as in the official code, lr 0.03 with cosine decay, weight
 decay) and the warmed-up EMA of the weights live in the shared trainer (`tfuda.engine`).
@@ -220,6 +225,9 @@ class AdaMatch(Method):
         prediction (as step 2 aligns) instead of taking them as they are.
       refine_teacher: the refinement stage's teacher: `ema` (the EMA model, following the
         model) or `frozen` (the EMA model of the stage's first step).
+      refine_shifted: run the refinement stage only if the target's class proportions, estimated
+        when it would begin, differ from the source's by more than the model's errors explain
+        (its teacher labels then aligned to them); else AdaMatch goes on.
     """
 
     name = "adamatch"
@@ -231,7 +239,7 @@ class AdaMatch(Method):
     def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch", entropy: float = 0.0,
                  realign: float = 0.0, realign_images: int = 4096, vat: float = 0.0, vat_eps: float = 3.5,
                  vmt: float = 0.0, refine: float = 0.0, refine_source: float = 0.0,
-                 refine_align: bool = False, refine_teacher: str = "ema"):
+                 refine_align: bool = False, refine_teacher: str = "ema", refine_shifted: bool = False):
         if alignment not in ALIGNMENTS:
             raise UserError(f"--method-arg alignment={alignment}: choose {', '.join(ALIGNMENTS)}")
         if not 0.0 <= realign < 1.0 or realign_images < 1:
@@ -246,6 +254,9 @@ class AdaMatch(Method):
         if refine_teacher not in TEACHERS or (refine_teacher != "ema" and not refine):
             raise UserError(f"--method-arg refine_teacher={refine_teacher}: choose {', '.join(TEACHERS)}, "
                             "with refine > 0")
+        if refine_shifted and (not refine or realign or refine_align):
+            raise UserError("--method-arg refine_shifted: estimates the target prior when the refinement stage would "
+                            "begin; set refine > 0, without realign or refine_align")
         if vat < 0 or vat_eps <= 0:
             raise UserError(f"--method-arg vat={vat}, vat_eps={vat_eps}: vat >= 0 and vat_eps > 0")
         if vmt < 0:
@@ -261,7 +272,7 @@ class AdaMatch(Method):
         self.vat, self.vat_eps = vat, vat_eps
         self.vmt = vmt
         self.refine, self.refine_source, self.refine_align = refine, refine_source, refine_align
-        self.refine_teacher = refine_teacher
+        self.refine_teacher, self.refine_shifted = refine_teacher, refine_shifted
         self.statistics: AlignmentStatistics | TargetPrior | None = None
         self.frozen_prior: FrozenPrior | None = None
         self.teacher: keras.Model | None = None
@@ -271,7 +282,7 @@ class AdaMatch(Method):
             self.statistics = AlignmentStatistics(num_classes_of(model), name="alignment_statistics")
         elif self.alignment == "prior":
             self.statistics = TargetPrior(num_classes_of(model), name="target_prior")
-        if self.realign or self.refine_align:  # refine_align only tracks its source mean, never estimated
+        if self.realign or self.refine_align or self.refine_shifted:  # refine_align: never estimated
             self.frozen_prior = FrozenPrior(num_classes_of(model), name="frozen_prior")
         if self.refine_teacher == "frozen":
             self.teacher = keras.models.clone_model(self.average)
@@ -283,18 +294,19 @@ class AdaMatch(Method):
         return [layer for layer in (self.statistics, self.frozen_prior, self.teacher) if layer is not None]
 
     def view_phases(self, total_steps: int) -> ViewPhases | None:
-        """With `refine`, the source views are made only before the refinement stage."""
-        if not self.refine or self.refine_source:
+        """With `refine`, the source views are made only before the refinement stage (always when
+        the stage may not run: `refine_shifted`)."""
+        if not self.refine or self.refine_source or self.refine_shifted:
             return None
         return ViewPhases(1.0 - self.refine, total_steps, early=(("source", "weak"), ("source", "strong")))
 
     def callbacks(self, classifier, target, spec) -> list[keras.callbacks.Callback]:
         callbacks = [] if self.teacher is None else [FreezeTeacher(self.teacher, self.refine)]
-        if not self.realign:
+        if not self.realign and not self.refine_shifted:
             return callbacks
         sample = TargetSample(target, min(self.realign_images, target.info.num_examples or self.realign_images),
                               spec.image_size, spec.seed)
-        return [*callbacks, EstimatePrior(self.frozen_prior, sample, self.realign)]
+        return [*callbacks, EstimatePrior(self.frozen_prior, sample, self.realign or self.refine)]
 
     def class_distributions(self, p_source: tf.Tensor, p_target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`(m_x, m_u)` `[K]` of step 2 from this step's `[B, K]` / `[U, K]` predictions (m_x: the
@@ -313,13 +325,19 @@ class AdaMatch(Method):
         if self.frozen_prior is None:
             return source_mean
         self.frozen_prior.track(source_mean)
+        if not self.realign:
+            return source_mean
         return tf.where(self.frozen_prior.estimated > 0.5, self.frozen_prior.target_prior, source_mean)
 
     def loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
         if not self.refine:
             return self.adaptation_loss(model, batch, progress)
-        return tf.cond(progress < 1.0 - self.refine, lambda: self.adaptation_loss(model, batch, progress),
-                       lambda: self.refinement_loss(model, batch, progress))
+        refining = progress >= 1.0 - self.refine
+        if self.refine_shifted:
+            refining = refining & (self.frozen_prior.shifted > 0.5)
+        loss, logs = tf.cond(refining, lambda: self.refinement_loss(model, batch, progress),
+                             lambda: self.adaptation_loss(model, batch, progress))
+        return loss, {**logs, "monitors/refining": tf.cast(refining, tf.float32)}
 
     def adaptation_loss(self, model, batch, progress) -> tuple[tf.Tensor, Logs]:
         """Steps 1-4: AdaMatch's loss."""

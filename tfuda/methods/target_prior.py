@@ -4,8 +4,10 @@ without target labels by EM (Saerens et al. 2002, the estimator of `tfuda.valida
 - `TargetPrior` (`--method-arg alignment=prior`): online, one stochastic EM step a batch.
 - `FrozenPrior` (`--method-arg realign=F`): once, from the EMA model's predictions on the
   unlabeled target sample when the last fraction F of the run begins (`EstimatePrior`), then
-  frozen; the run's other steps align to the source's class proportions as usual. (With
-  `refine_align` alone it only tracks the source's mean prediction, never estimated.)
+  frozen; the run's other steps align to the source's class proportions as usual. With
+  `refine_shifted` it is estimated when the refinement stage begins, and the stage runs only if
+  the estimate is `shifted`. (With `refine_align` alone it only tracks the source's mean
+  prediction, never estimated.)
 
 Per step, with the source batch's mean prediction m_x `[K]` and the target batch's predictions
 p `[U, K]`:
@@ -25,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfuda.validate.estimate import toward_source
 from tfuda.validate.prior import estimate_prior
 from tfuda.validate.sample import TargetSample
 
@@ -71,13 +74,16 @@ class TargetPrior(ClassPriors):
 class FrozenPrior(ClassPriors):
     """A target class prior estimated once (`target_prior`), against `source_prior`: the running
     mean of the source predictions (`track`, decay as in `ClassPriors`), the proportions the
-    model's target predictions are aligned to before the estimate. A third weight, `estimated`,
-    is 0 before the estimate and 1 after."""
+    model's target predictions are aligned to before the estimate. Two more weights: `estimated`,
+    0 before the estimate and 1 after; `shifted`, 1 when the estimate is farther from
+    `source_prior` than the model's errors explain (`tfuda.validate.estimate.toward_source` < 1)."""
 
     def __init__(self, num_classes: int, decay: float = 0.99, **kwargs):
         super().__init__(num_classes, decay, **kwargs)
         self.estimated = self.add_weight(shape=(), initializer="zeros", trainable=False, aggregation="mean",
                                          name="estimated")
+        self.shifted = self.add_weight(shape=(), initializer="zeros", trainable=False, aggregation="mean",
+                                       name="shifted")
 
     def track(self, source_batch_mean: tf.Tensor) -> None:
         """Adds a source batch's mean prediction `[K]` to `source_prior` (until the estimate)."""
@@ -86,10 +92,12 @@ class FrozenPrior(ClassPriors):
 
     def estimate(self, probs: np.ndarray) -> np.ndarray:
         """Sets `target_prior` to the EM estimate from target posteriors `[N, K]` (trained under
-        `source_prior`) and marks it estimated; returns it, float64 `[K]`."""
-        prior = estimate_prior(probs, self.source_prior.numpy())
+        `source_prior`), marks it estimated and whether it is `shifted`; returns it, float64 `[K]`."""
+        source = self.source_prior.numpy()
+        prior = estimate_prior(probs, source)
         self.target_prior.assign(prior.astype(np.float32))
         self.estimated.assign(1.0)
+        self.shifted.assign(float(toward_source(probs, prior, source) < 1.0))
         return prior
 
 

@@ -76,17 +76,16 @@ def cot(probs: np.ndarray, prior: np.ndarray) -> float:
     return float(np.clip(1.0 - plan.fun, 0.0, 1.0))
 
 
-def plausible_prior(probs: np.ndarray, estimated_prior: np.ndarray,
-                    source_prior: np.ndarray) -> tuple[float, np.ndarray]:
-    """`(COT accuracy, prior [K])`: `estimated_prior` moved toward `source_prior` by as much as the
-    model's own error allows. A model right on a fraction a of the target predicts class shares
-    within L1 2 (1 - a) of the true ones; with a the COT accuracy under the estimate (the calibrated
-    confidence, as the predictions already have those shares), the prior is estimated + t (source -
-    estimated), t = min(1, 2 (1 - a) / ||source - estimated||_1): the source's proportions when
-    they are within reach, else the point toward them at that distance.
+def toward_source(probs: np.ndarray, estimated_prior: np.ndarray, source_prior: np.ndarray) -> float:
+    """How far `estimated_prior` may move toward `source_prior`, t in [0, 1], as the model's own
+    error allows: a model right on a fraction a of the target predicts class shares within
+    L1 2 (1 - a) of the true ones, so with a the COT accuracy under the estimate (the
+    confidence, as the predictions already have those shares) t = min(1, 2 (1 - a) /
+    ||source - estimated||_1). t < 1 means the estimate is farther from the source's proportions
+    than the model's errors can explain: evidence that the target's proportions differ.
 
     Args:
-      probs: calibrated target probabilities `[N, K]`.
+      probs: target probabilities `[N, K]`.
       estimated_prior: the EM estimate of the target's class proportions `[K]`
         (`tfuda.validate.prior`).
       source_prior: the labeled source's class proportions `[K]`.
@@ -95,7 +94,22 @@ def plausible_prior(probs: np.ndarray, estimated_prior: np.ndarray,
     source = np.asarray(source_prior, np.float64) / np.sum(source_prior)
     distance = float(np.abs(source - estimated).sum())
     reach = 2.0 * (1.0 - cot(probs, estimated))
-    prior = estimated + (min(1.0, reach / distance) if distance > 0 else 1.0) * (source - estimated)
+    return min(1.0, reach / distance) if distance > 0 else 1.0
+
+
+def plausible_prior(probs: np.ndarray, estimated_prior: np.ndarray,
+                    source_prior: np.ndarray) -> tuple[float, np.ndarray]:
+    """`(COT accuracy, prior [K])`: `estimated_prior` moved toward `source_prior` by as much as the
+    model's own error allows (`toward_source`): the source's proportions when they are within
+    reach, else the point toward them at that distance.
+
+    Args:
+      probs: calibrated target probabilities `[N, K]`.
+      estimated_prior, source_prior: as in `toward_source`.
+    """
+    estimated = np.asarray(estimated_prior, np.float64) / np.sum(estimated_prior)
+    source = np.asarray(source_prior, np.float64) / np.sum(source_prior)
+    prior = estimated + toward_source(probs, estimated, source) * (source - estimated)
     return cot(probs, prior), prior
 
 

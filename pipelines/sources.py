@@ -149,6 +149,10 @@ class ArraySource(Source):
     def labels(self) -> np.ndarray:
         return self._labels.astype(np.int64)
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(images [N, H, W, C], int64 labels [N])` as held, in source order."""
+        return self._images, self.labels()
+
     def subset(self, indices, spec):
         indices = np.asarray(indices, np.int64)
         info = dataclasses.replace(self.info, spec=spec, num_examples=len(indices), held_out=None)

@@ -41,3 +41,24 @@ def test_predict_agrees_with_the_model(tiny_run, tmp_path, capsys):
 def test_predict_errors(tmp_path, capsys):
     assert main(["--run", str(tmp_path), str(tmp_path)]) == 2
     assert "has no model.keras" in capsys.readouterr().err
+
+
+def test_an_evaluation_set_is_preprocessed_once_and_predicted_as_streamed(monkeypatch):
+    import tfuda.inference as inference
+    from pipelines.sources import open_source
+    from tfuda.models import build_model
+
+    model = build_model("cnn-small", 10, 16)
+    source = open_source("digits-m:test")
+    kept_probs, kept_labels = inference.predict_source(model, source, 16, batch_size=100)
+    # Later calls read the kept images: no tf.data pipeline is built again.
+    monkeypatch.setattr(inference, "preprocessed_batches", lambda *a, **k: (_ for _ in ()).throw(AssertionError()))
+    again, _ = inference.predict_source(model, source, 16, batch_size=100)
+    np.testing.assert_array_equal(again, kept_probs)
+    monkeypatch.undo()
+    # The same numbers as the streamed pipeline a set too large for memory takes.
+    monkeypatch.setattr(type(source), "preprocessed", lambda self, size: None)
+    streamed_probs, streamed_labels = inference.predict_source(model, source, 16, batch_size=100)
+    np.testing.assert_array_equal(kept_labels, streamed_labels)
+    np.testing.assert_allclose(kept_probs, streamed_probs, atol=1e-6)
+    assert kept_probs.shape == (len(kept_labels), 10)

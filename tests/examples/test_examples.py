@@ -23,9 +23,8 @@ def test_the_notebook_runs_on_a_headless_kernel(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     from nbclient import NotebookClient
 
-    # 400 steps: a model far from chance. Near chance (30 steps: one class everywhere) the top-2
-    # probabilities tie on many images and int8 rounding flips 3% of them, below export's int8 gate.
-    monkeypatch.setenv("TFUDA_EXAMPLE_STEPS", "400")
+    # Few steps: the notebook's path, not its accuracy (the export forgives int8 rounding ties).
+    monkeypatch.setenv("TFUDA_EXAMPLE_STEPS", "40")
     monkeypatch.setenv("TFUDA_EXAMPLE_DIR", str(tmp_path))
     notebook = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
     for cell in notebook.cells:  # the committed outputs are a reader's; the test makes its own

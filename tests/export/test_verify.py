@@ -43,3 +43,18 @@ def test_rounding_differences_pass(tmp_path, reference):
 def test_int8_is_judged_by_agreement_only(tmp_path, reference):
     result = check(tmp_path, reference, lambda x: flattened(reference)[:len(x)], "int8")
     assert result.passed and result.max_prob_diff_allowed is None
+
+
+def test_int8_agreement_forgives_a_tie_its_rounding_decides_but_not_another_answer(tmp_path):
+    from export.verify import INT8_RESOLUTION
+
+    # Keras: class 0 by 0.002 on the first image (a tie at int8's 1/256 resolution), by 0.4 on the second.
+    reference = np.array([[0.350, 0.348, 0.302], [0.7, 0.3, 0.0]], np.float32)
+    flipped = np.array([[0.34, 0.35, 0.31], [0.3, 0.7, 0.0]], np.float32)
+    tie_only = np.array([[0.34, 0.35, 0.31], [0.7, 0.3, 0.0]], np.float32)
+    assert 0.002 < INT8_RESOLUTION
+    int8 = check(tmp_path, reference, lambda x: tie_only[:len(x)], "int8")
+    assert int8.agreement == 1.0
+    assert check(tmp_path, reference, lambda x: flipped[:len(x)], "int8").agreement == 0.5
+    # A float artifact computes the same function: there the tie counts as a disagreement.
+    assert check(tmp_path, reference, lambda x: tie_only[:len(x)], "float16").agreement == 0.5

@@ -20,6 +20,7 @@ run would see from that step on, skipping at the index level without decoding.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -70,6 +71,17 @@ def training_progress(step: tf.Tensor, total_steps: int) -> tf.Tensor:
     """float32 min(step / total_steps, 1): a method's `progress`; the train step and the views
     of a phased feed (`ViewPhases`) compute it with this one function, so they agree on a phase."""
     return tf.minimum(tf.cast(step, tf.float32) / float(total_steps), 1.0)
+
+
+def first_step_at(progress: float, total_steps: int) -> int:
+    """The first step whose `training_progress` is at least `progress`, in the same float32
+    arithmetic (ceil(progress * T) in float64 can be one step late: 0.3 * 10 = 3.0000000000000004),
+    so a callback acting at a phase's start and the train step agree on that step."""
+    total, goal = np.float32(total_steps), np.float32(progress)
+    step = max(0, math.ceil(progress * total_steps) - 1)
+    while np.float32(step) / total < goal:
+        step += 1
+    return step
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines.feeds import FeedSpec, apply_views, make_feed, preprocessed_batches
+from pipelines.feeds import FeedSpec, apply_views, first_step_at, make_feed, preprocessed_batches, training_progress
 from pipelines.sources import open_source
 from tests.pipelines.images import labeled_folder
 
@@ -98,3 +98,14 @@ def test_a_folder_feed_decodes_each_file_once_and_keeps_its_order(tmp_path, monk
     assert len(decoded) == 10  # each of the 10 files once
     assert [y.numpy().tolist() for _, y in batches] == expected
     assert all(x.shape == (4, 16, 16, 3) and x.dtype == tf.uint8 for x, _ in batches)
+
+
+def test_a_phase_starts_at_the_step_the_train_step_computes():
+    # ceil(0.3 * 10) is 4 in float64 (0.3 * 10 = 3.0000000000000004); the train step's float32
+    # progress reaches 0.3 at step 3, and a callback acting at the phase's start must agree.
+    assert first_step_at(0.3, 10) == 3
+    for total in (6, 10, 30, 1200, 2400, 3333):
+        for fraction in (0.1, 0.25, 0.3, 0.5, 0.7, 0.75):
+            start = first_step_at(1.0 - fraction, total)
+            assert float(training_progress(start, total)) >= np.float32(1.0 - fraction)
+            assert start == 0 or float(training_progress(start - 1, total)) < np.float32(1.0 - fraction)

@@ -15,8 +15,8 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    (`AlignmentStatistics`, checkpointed). `alignment=prior` (not in the paper) aligns to the
    target's own class prior instead of the source's: m_x is replaced by a running EM estimate
    of the target prior (`tfuda.methods.target_prior`), for targets whose class proportions
-   differ from the source's (label shift). With `realign` = F > 0 (not in the paper), from step
-   ceil((1 - F) T) on m_x is the target prior that the EMA model of that step estimates by EM on
+   differ from the source's (label shift). With `realign` = F > 0 (not in the paper), from progress
+   1 - F on (`first_step_at`) m_x is the target prior that the EMA model of that step estimates by EM on
    the unlabeled target sample, frozen (`FrozenPrior`): the adapted model's estimate, which is
    close to the truth where the source-trained model's and the online one are not
    (docs/methods/adamatch.md).
@@ -59,14 +59,12 @@ decay) and the warmed-up EMA of the weights live in the shared trainer (`tfuda.e
 
 from __future__ import annotations
 
-import math
-
 import keras
 import tensorflow as tf
 
 from pipelines.augment import unit_uniform
 from pipelines.errors import UserError
-from pipelines.feeds import ViewPhases
+from pipelines.feeds import ViewPhases, first_step_at
 from tfuda.methods.base import Logs, Method, cross_entropy, pseudo_label_monitors, warmup
 from tfuda.methods.target_prior import EstimatePrior, FrozenPrior, TargetPrior
 from tfuda.methods.vat import virtual_adversarial_loss
@@ -179,7 +177,7 @@ TEACHERS = ("ema", "frozen")
 
 class FreezeTeacher(keras.callbacks.Callback):
     """Copies the EMA model's weights into `teacher` before the first step of the run's last
-    `fraction` (step ceil((1 - fraction) T) of `self.model`, the `TrainingModel`). A run resumed
+    `fraction` (`first_step_at(1 - fraction, T)` of `self.model`, the `TrainingModel`). A run resumed
     after that step restores the teacher from its checkpoint."""
 
     def __init__(self, teacher: keras.Model, fraction: float):
@@ -187,7 +185,7 @@ class FreezeTeacher(keras.callbacks.Callback):
         self.teacher, self.fraction = teacher, fraction
 
     def on_train_begin(self, logs=None):
-        self.start = math.ceil((1.0 - self.fraction) * self.model.total_steps)
+        self.start = first_step_at(1.0 - self.fraction, self.model.total_steps)
 
     def on_train_batch_begin(self, batch, logs=None):
         if batch == self.start:

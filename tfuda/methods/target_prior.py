@@ -21,12 +21,11 @@ With d = 0 and the same p every step this is the batch EM of `tfuda.validate.pri
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
 
+from pipelines.feeds import first_step_at
 from tfuda.validate.estimate import toward_source
 from tfuda.validate.prior import estimate_prior
 from tfuda.validate.sample import TargetSample
@@ -103,7 +102,7 @@ class FrozenPrior(ClassPriors):
 
 class EstimatePrior(keras.callbacks.Callback):
     """Sets `prior` from the EMA model's predictions on `sample` before the first step of the
-    run's last `fraction` (step ceil((1 - fraction) T) of `self.model`, the `TrainingModel`),
+    run's last `fraction` (`first_step_at(1 - fraction, T)` of `self.model`, the `TrainingModel`),
     or before the first step of a resumed run that is past it without an estimate."""
 
     def __init__(self, prior: FrozenPrior, sample: TargetSample, fraction: float):
@@ -111,7 +110,7 @@ class EstimatePrior(keras.callbacks.Callback):
         self.prior, self.sample, self.fraction = prior, sample, fraction
 
     def on_train_begin(self, logs=None):
-        self.start = math.ceil((1.0 - self.fraction) * self.model.total_steps)
+        self.start = first_step_at(1.0 - self.fraction, self.model.total_steps)
 
     def on_train_batch_begin(self, batch, logs=None):
         if batch >= self.start and float(self.prior.estimated.numpy()) < 0.5:

@@ -215,7 +215,7 @@ def export_model(model: keras.Model, class_names: Sequence[str], out: str | Path
     from export.serving import image_size_of
     from tfuda.api import as_source
     from tfuda.atomic import write_json_atomic
-    from tfuda.inference import probabilities_fn
+    from tfuda.inference import predict_batches, probabilities_fn
     from tfuda.models.foreign import as_classifier
 
     formats, precisions = checked_formats(formats, quantize)
@@ -235,7 +235,7 @@ def export_model(model: keras.Model, class_names: Sequence[str], out: str | Path
     if "int8" in precisions:
         calibration_images = _images(as_source(calibration, "calibration", class_names) or evaluation, size,
                                      CALIBRATION_IMAGES)[0]
-    keras_probs = verify.predict_all(lambda x: probabilities_fn(model)(x).numpy(), images)
+    keras_probs = predict_batches(lambda x: probabilities_fn(model)(x).numpy(), images, verify.PREDICT_BATCH)
     say = print if verbose else (lambda *a, **k: None)
     say(f"exporting {run or model.name} as '{name}' version {version}: {', '.join(formats)}"
         + (f" (tflite: {', '.join(precisions)})" if precisions else ""), flush=True)

@@ -39,7 +39,11 @@ from typing import Callable
 
 import numpy as np
 
+from tfuda.inference import predict_batches
+
 LATENCY_RUNS = 50
+PREDICT_BATCH = 64
+"""Images per call when an artifact (and the Keras model) predicts the evaluation set."""
 MAX_PROB_DIFF = {"float32": 1e-4, "float16": 2e-2}
 """Largest allowed |p_artifact - p_keras| per float precision (see the module docstring)."""
 INT8_RESOLUTION = 1.0 / 256
@@ -83,11 +87,6 @@ def latency_ms(runner: Runner, image: np.ndarray, runs: int = LATENCY_RUNS) -> f
     return float(np.median(times) * 1000)
 
 
-def predict_all(runner: Runner, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    return np.concatenate([np.asarray(runner(images[i:i + batch]), np.float32)
-                           for i in range(0, len(images), batch)])
-
-
 def accuracy(probs: np.ndarray, labels: np.ndarray | None) -> float | None:
     if labels is None:
         return None
@@ -102,7 +101,7 @@ def check_artifact(path: str, fmt: str, precision: str, runner: Runner, images: 
     Raises:
       ValueError: the artifact's outputs are not finite or have the wrong shape.
     """
-    probs = predict_all(runner, images)
+    probs = predict_batches(runner, images, PREDICT_BATCH)
     if probs.shape != reference.shape:
         raise ValueError(f"{path}: output shape {probs.shape} != Keras {reference.shape}")
     if not np.isfinite(probs).all():

@@ -4,6 +4,7 @@ evaluation, prediction and the export's verification."""
 from __future__ import annotations
 
 import weakref
+from typing import Callable
 
 import keras
 import numpy as np
@@ -48,6 +49,14 @@ def features_fn(model: keras.Model):
     return _FEATURES[model]
 
 
+def predict_batches(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+                    batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """`predict` (uint8 `[b, S, S, 3]` -> `[b, K]`) over `images` `[N, S, S, 3]` in batches of
+    `batch_size`: float32 `[N, K]`."""
+    return np.concatenate([np.asarray(predict(images[start:start + batch_size]), np.float32)
+                           for start in range(0, len(images), batch_size)])
+
+
 def predict_source(model: keras.Model, source: Source, image_size: int,
                    batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities `[N, K]` float32 and labels `[N]` int64 of `source`, in source order.
@@ -58,8 +67,7 @@ def predict_source(model: keras.Model, source: Source, image_size: int,
     in_memory = source.preprocessed(image_size)
     if in_memory is not None:
         images, labels = in_memory.arrays()
-        probs = [infer(images[start:start + batch_size]).numpy() for start in range(0, len(images), batch_size)]
-        return np.concatenate(probs), labels
+        return predict_batches(lambda x: infer(x).numpy(), images, batch_size), labels
     probs, labels = [], []
     for images, batch_labels in preprocessed_batches(source, batch_size, image_size).prefetch(2):
         probs.append(infer(images).numpy())

@@ -133,8 +133,8 @@ def test_two_workers_killed_then_resumed_on_a_shared_out(tmp_path):
     # README: every worker gets the same --out on a shared file system. Only the chief writes it;
     # the other worker resumes from the chief's checkpoint and never writes or deletes it.
     out = tmp_path / "shared"
-    args = ["--steps", "40", "--batch-size", "4", "--checkpoint-every", "5", "--eval-every", "1000",
-            "--no-report", "--out", str(out)]
+    args = ["--method", "source-only", "--steps", "40", "--batch-size", "4", "--checkpoint-every", "5",
+            "--eval-every", "1000", "--no-report", "--out", str(out)]  # the method does not matter here
     processes = _start_workers(lambda index: args)
     deadline = time.time() + TIMEOUT
     try:
@@ -160,8 +160,9 @@ def test_two_workers_killed_then_resumed_on_a_shared_out(tmp_path):
 
 def test_sigkill_mid_run_then_resume_loses_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["--steps", "60", "--batch-size", "8", "--checkpoint-every", "5", "--eval-every", "1000",
-            "--no-report", "--out", str(out)]
+    steps = 200  # source-only steps are quick: enough of them that the kill comes mid-run
+    args = ["--method", "source-only", "--steps", str(steps), "--batch-size", "8", "--checkpoint-every", "5",
+            "--eval-every", "1000", "--no-report", "--out", str(out)]
     process = subprocess.Popen([sys.executable, "-m", "tfuda.train", *args], env=_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + TIMEOUT
@@ -177,12 +178,12 @@ def test_sigkill_mid_run_then_resume_loses_nothing(tmp_path, capsys):
     finally:
         process.kill()
     killed_at = int(tf.train.latest_checkpoint(str(out / "checkpoints")).rsplit("-", 1)[1])
-    assert 10 <= killed_at < 60 and not (out / "model.keras").exists()
+    assert 10 <= killed_at < steps and not (out / "model.keras").exists()
     capsys.readouterr()
     assert main(["--resume", "--out", str(out), "--no-report"]) == 0
-    assert f"steps {killed_at}->60" in capsys.readouterr().out
+    assert f"steps {killed_at}->{steps}" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["status"] == "completed" and metrics["steps"] == 60
+    assert metrics["status"] == "completed" and metrics["steps"] == steps
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(out / "checkpoints")))
-    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 60
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == steps
     assert (out / "model.keras").is_file()

@@ -118,9 +118,9 @@ def test_a_step_skipped_by_loss_scaling_still_counts(tmp_path, monkeypatch, caps
         return keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(schedule), initial_scale=2.0**60)
 
     monkeypatch.setattr(run_module, "make_optimizer", overflowing)
-    out = tmp_path / "run"
-    args = ["--batch-size", "4", "--mixed-precision", "--checkpoint-every", "2", "--eval-every", "100",
-            "--image-size", "16", "--validation-size", "64", "--no-report", "--out", str(out)]  # float16 is slow on CPU
+    out = tmp_path / "run"  # source-only, small images: float16 is slow on CPU
+    args = ["--method", "source-only", "--batch-size", "4", "--mixed-precision", "--checkpoint-every", "2",
+            "--eval-every", "100", "--image-size", "16", "--validation-size", "64", "--no-report", "--out", str(out)]
     assert main(["--steps", "4", *args]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 4

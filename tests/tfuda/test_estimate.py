@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tfuda.validate.estimate import cot, estimate_accuracy, fit_temperature, plausible_prior, scale
+from tfuda.validate.estimate import (cot, estimate_accuracy, fit_temperature, plausible_prior, sampling_spread, scale,
+                                    toward_source)
 
 
 def confident(classes: np.ndarray, k: int, p: float) -> np.ndarray:
@@ -56,6 +57,20 @@ def test_the_plausible_prior_keeps_the_source_unless_the_estimate_demands_otherw
     balanced = np.arange(400) % 4
     accuracy, prior = plausible_prior(confident(balanced, 4, 0.8), np.full(4, 0.25), source)
     assert np.allclose(prior, source) and accuracy == pytest.approx(0.8)
+
+
+def test_the_sampling_spread_is_the_l1_distance_two_samples_of_one_prior_are_apart():
+    rng = np.random.default_rng(3)
+    prior = np.array([0.4, 0.3, 0.2, 0.07, 0.03])
+    a, b = rng.multinomial(500, prior, size=4000) / 500, rng.multinomial(2000, prior, size=4000) / 2000
+    distances = np.abs(a - b).sum(axis=1)
+    # One standard error per class, summed: the mean distance is sqrt(2 / pi) ~ 0.8 of it.
+    assert distances.mean() == pytest.approx(np.sqrt(2 / np.pi) * sampling_spread(prior, 500, 2000), rel=0.05)
+    assert sampling_spread(prior) == 0.0 and sampling_spread(prior, 500) > sampling_spread(prior, 5000)
+    # An estimate that far from the source's prior is no shift once the spread is allowed for.
+    moved = prior + np.array([0.02, -0.02, 0.01, -0.01, 0.0])
+    sure = confident(np.repeat(np.arange(5), np.round(moved * 500).astype(int)), 5, 0.999)  # shares: `moved`
+    assert toward_source(sure, moved, prior) < 1.0 <= toward_source(sure, moved, prior, sampling_spread(prior, 500))
 
 
 def test_estimate_accuracy_calibrates_on_the_source_before_transporting():

@@ -50,8 +50,10 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    stage runs only on a target whose class proportions differ from the source's: when it would
    begin, the EMA model estimates the target prior pi by EM on the target sample (as `realign`
    does); if ||pi - m_x||_1 exceeds the 2 (1 - a) its own errors can explain (a its confidence
-   under pi, `tfuda.validate.estimate.toward_source`), the stage runs with its teacher labels
-   aligned to pi; otherwise AdaMatch's steps 1-4 go on to the end.
+   under pi) plus the distance sampling alone puts between the two estimates (pi from n target
+   images, m_x a running mean over about 200 B source images: `sampling_spread`,
+   `tfuda.validate.estimate.toward_source`), the stage runs with its teacher labels aligned to
+   pi; otherwise AdaMatch's steps 1-4 go on to the end.
 
 Optimiser (SGD with plain momentum 0.9 as in the official code, lr 0.03 with cosine decay, weight
 decay) and the warmed-up EMA of the weights live in the shared trainer (`tfuda.engine`).
@@ -304,7 +306,8 @@ class AdaMatch(Method):
             return callbacks
         sample = TargetSample(target, min(self.realign_images, target.info.num_examples or self.realign_images),
                               spec.image_size, spec.seed)
-        return [*callbacks, EstimatePrior(self.frozen_prior, sample, self.realign or self.refine)]
+        return [*callbacks, EstimatePrior(self.frozen_prior, sample, self.realign or self.refine,
+                                          spec.global_batch_size)]
 
     def class_distributions(self, p_source: tf.Tensor, p_target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`(m_x, m_u)` `[K]` of step 2 from this step's `[B, K]` / `[U, K]` predictions (m_x: the

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines.feeds import first_step_at
-from tfuda.validate.estimate import toward_source
+from tfuda.validate.estimate import sampling_spread, toward_source
 from tfuda.validate.prior import estimate_prior
 from tfuda.validate.sample import TargetSample
 
@@ -75,7 +75,8 @@ class FrozenPrior(ClassPriors):
     mean of the source predictions (`track`, decay as in `ClassPriors`), the proportions the
     model's target predictions are aligned to before the estimate. Two more weights: `estimated`,
     0 before the estimate and 1 after; `shifted`, 1 when the estimate is farther from
-    `source_prior` than the model's errors explain (`tfuda.validate.estimate.toward_source` < 1)."""
+    `source_prior` than the model's errors and the sampling of both priors explain
+    (`tfuda.validate.estimate.toward_source` < 1)."""
 
     def __init__(self, num_classes: int, decay: float = 0.99, **kwargs):
         super().__init__(num_classes, decay, **kwargs)
@@ -89,25 +90,34 @@ class FrozenPrior(ClassPriors):
         source = self.decay * self.source_prior + (1.0 - self.decay) * source_batch_mean
         self.source_prior.assign(tf.where(self.estimated > 0.5, self.source_prior, source))
 
-    def estimate(self, probs: np.ndarray) -> np.ndarray:
+    def source_images(self, batch_size: int) -> float:
+        """The images `source_prior` effectively averages over when `track`ed with batches of
+        `batch_size`: an EMA of decay d over batch means has the variance of a mean of
+        B (1 + d) / (1 - d) images."""
+        return batch_size * (1.0 + self.decay) / (1.0 - self.decay)
+
+    def estimate(self, probs: np.ndarray, batch_size: int) -> np.ndarray:
         """Sets `target_prior` to the EM estimate from target posteriors `[N, K]` (trained under
-        `source_prior`), marks it estimated and whether it is `shifted`; returns it, float64 `[K]`."""
+        `source_prior`, tracked with source batches of `batch_size`), marks it estimated and
+        whether it is `shifted`; returns it, float64 `[K]`."""
         source = self.source_prior.numpy()
         prior = estimate_prior(probs, source)
         self.target_prior.assign(prior.astype(np.float32))
         self.estimated.assign(1.0)
-        self.shifted.assign(float(toward_source(probs, prior, source) < 1.0))
+        spread = sampling_spread(prior, len(probs), self.source_images(batch_size))
+        self.shifted.assign(float(toward_source(probs, prior, source, spread) < 1.0))
         return prior
 
 
 class EstimatePrior(keras.callbacks.Callback):
     """Sets `prior` from the EMA model's predictions on `sample` before the first step of the
     run's last `fraction` (`first_step_at(1 - fraction, T)` of `self.model`, the `TrainingModel`),
-    or before the first step of a resumed run that is past it without an estimate."""
+    or before the first step of a resumed run that is past it without an estimate. `batch_size`:
+    the source images a step (over all replicas) that `prior.source_prior` was tracked with."""
 
-    def __init__(self, prior: FrozenPrior, sample: TargetSample, fraction: float):
+    def __init__(self, prior: FrozenPrior, sample: TargetSample, fraction: float, batch_size: int):
         super().__init__()
-        self.prior, self.sample, self.fraction = prior, sample, fraction
+        self.prior, self.sample, self.fraction, self.batch_size = prior, sample, fraction, batch_size
 
     def on_train_begin(self, logs=None):
         self.start = first_step_at(1.0 - self.fraction, self.model.total_steps)
@@ -115,4 +125,4 @@ class EstimatePrior(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if batch >= self.start and float(self.prior.estimated.numpy()) < 0.5:
             probs, _ = self.sample.outputs(self.model.ema.average)
-            self.prior.estimate(probs)
+            self.prior.estimate(probs, self.batch_size)

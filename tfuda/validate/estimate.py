@@ -76,24 +76,37 @@ def cot(probs: np.ndarray, prior: np.ndarray) -> float:
     return float(np.clip(1.0 - plan.fun, 0.0, 1.0))
 
 
-def toward_source(probs: np.ndarray, estimated_prior: np.ndarray, source_prior: np.ndarray) -> float:
+def sampling_spread(prior: np.ndarray, *counts: float) -> float:
+    """The L1 distance by which estimates of the class shares `prior` `[K]` drawn from samples of
+    `counts` images each typically differ by sampling alone: one standard error per class,
+    summed, sum_k sqrt(pi_k (1 - pi_k) sum_j 1 / n_j) (the expected distance is about 0.8x this).
+    With no counts, 0."""
+    shares = np.asarray(prior, np.float64) / np.sum(prior)
+    return float(np.sqrt(shares * (1.0 - shares)).sum() * np.sqrt(sum(1.0 / n for n in counts)))
+
+
+def toward_source(probs: np.ndarray, estimated_prior: np.ndarray, source_prior: np.ndarray,
+                  spread: float = 0.0) -> float:
     """How far `estimated_prior` may move toward `source_prior`, t in [0, 1], as the model's own
-    error allows: a model right on a fraction a of the target predicts class shares within
-    L1 2 (1 - a) of the true ones, so with a the COT accuracy under the estimate (the
-    confidence, as the predictions already have those shares) t = min(1, 2 (1 - a) /
-    ||source - estimated||_1). t < 1 means the estimate is farther from the source's proportions
-    than the model's errors can explain: evidence that the target's proportions differ.
+    error (and the sampling of the estimates) allows: a model right on a fraction a of the target
+    predicts class shares within L1 2 (1 - a) of the true ones, so with a the COT accuracy under
+    the estimate (the confidence, as the predictions already have those shares)
+    t = min(1, (2 (1 - a) + spread) / ||source - estimated||_1). t < 1 means the estimate is
+    farther from the source's proportions than the model's errors and sampling can explain:
+    evidence that the target's proportions differ.
 
     Args:
       probs: target probabilities `[N, K]`.
       estimated_prior: the EM estimate of the target's class proportions `[K]`
         (`tfuda.validate.prior`).
       source_prior: the labeled source's class proportions `[K]`.
+      spread: the L1 distance sampling alone puts between the two priors (`sampling_spread`;
+        0: both exact).
     """
     estimated = np.asarray(estimated_prior, np.float64) / np.sum(estimated_prior)
     source = np.asarray(source_prior, np.float64) / np.sum(source_prior)
     distance = float(np.abs(source - estimated).sum())
-    reach = 2.0 * (1.0 - cot(probs, estimated))
+    reach = 2.0 * (1.0 - cot(probs, estimated)) + spread
     return min(1.0, reach / distance) if distance > 0 else 1.0
 
 

@@ -36,7 +36,8 @@ target sample (the validators' sample), beside the run's true target accuracy on
   augmented views), recomputed here so runs made before it are judged too.
 
 Prints each run and, per estimator, the mean and max absolute error and how many runs it misses
-by more than 10 points; then each run's change in true and estimated target accuracy against the
+by more than 10 points, and the max error apart on runs whose model raised the collapse alarm and
+runs whose model did not (the error bar a run prints, `tfuda.validate.estimate.MAX_ERROR_MEASURED`); then each run's change in true and estimated target accuracy against the
 source-only run of its task and seed (a run from a model: against its start), and whether the
 estimate reports a loss of more than 5 points as an improvement or such a gain as none (the
 sweep's verdict and a run's advice speak from the estimate). Runs linked into several outputs (`bench/suite.py --reuse`) count once.
@@ -246,9 +247,9 @@ def outcome(path: Path) -> dict:
     a run from a model got worse than its start, `tfuda.validate.advice`; else None) and
     `collapsed` (its model raised the collapse alarm; the sweep's verdict then claims no help) and
     its `steps`."""
-    from tfuda.leaderboard import model_alarmed
     from tfuda.rundir import RunDir
     from tfuda.validate.advice import advice
+    from tfuda.validate.alarm import model_alarmed
 
     metrics = RunDir(path).metrics()
     lines = advice(metrics["eval_history"], metrics["steps"])
@@ -310,6 +311,14 @@ def main() -> None:
     for name in names:
         errors = np.array([abs(j["estimates"][name] - j["true"]) for j in judged if name in j["estimates"]])
         lines.append(f"| {name} | {errors.mean():.3f} | {errors.max():.3f} | {int((errors > 0.10).sum())} of {len(errors)} |")
+    lines += ["", "| estimator | max abs error, runs whose model raised no collapse alarm | raised it |", "|---|---|---|"]
+    for name in names:
+        cells = []
+        for alarmed in (False, True):
+            errors = [abs(j["estimates"][name] - j["true"]) for j in judged
+                      if name in j["estimates"] and j["collapsed"] == alarmed]
+            cells.append(f"{max(errors):.3f} ({len(errors)} runs)" if errors else "—")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
     publish([*lines, "", *verdicts(judged)], Path(args.out))
 
 

@@ -21,6 +21,7 @@ from tfuda.config import Config
 from tfuda.grid import Point
 from tfuda.report import fmt_cell, html_table
 from tfuda.validate import ESTIMATE, SCORES
+from tfuda.validate.alarm import model_alarmed
 
 USABLE = ("completed", "rolled_back")
 """Statuses of a run that left a model."""
@@ -83,13 +84,6 @@ def read_entry(point: Point, out: Path) -> Entry:
                  alarm=model_alarmed(metrics),
                  steps=metrics.get("steps"), wall_time_s=metrics.get("wall_time_s"),
                  environment=metrics.get("environment"))
-
-
-def model_alarmed(metrics: dict[str, Any]) -> bool:
-    """Whether a run's model (the selected step's, else the last one's) raised the collapse alarm,
-    from its `metrics.json` dict."""
-    model_step = (metrics.get("selection") or {}).get("step", metrics.get("steps"))
-    return any(alarm["step"] == model_step for alarm in metrics.get("alarms") or [])
 
 
 def helped(estimate: float, baseline_estimate: float, alarmed: bool) -> bool:

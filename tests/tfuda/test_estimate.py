@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tfuda.validate.estimate import (cot, estimate_accuracy, fit_temperature, plausible_prior, sampling_spread, scale,
+from tfuda.validate.estimate import (MAX_ERROR_MEASURED, MAX_ERROR_MEASURED_ALARMED, cot, described_estimate,
+                                    estimate_accuracy, fit_temperature, plausible_prior, sampling_spread, scale,
                                     toward_source)
 
 
@@ -71,6 +72,13 @@ def test_the_sampling_spread_is_the_l1_distance_two_samples_of_one_prior_are_apa
     moved = prior + np.array([0.02, -0.02, 0.01, -0.01, 0.0])
     sure = confident(np.repeat(np.arange(5), np.round(moved * 500).astype(int)), 5, 0.999)  # shares: `moved`
     assert toward_source(sure, moved, prior) < 1.0 <= toward_source(sure, moved, prior, sampling_spread(prior, 500))
+
+
+def test_the_error_bar_is_the_one_measured_on_runs_with_the_same_alarm_state():
+    assert described_estimate(None, alarmed=False) is None
+    calm, alarmed = described_estimate(0.91234, alarmed=False), described_estimate(0.91234, alarmed=True)
+    assert calm["value"] == 0.9123 and calm["max_error_measured"] == MAX_ERROR_MEASURED
+    assert alarmed["max_error_measured"] == MAX_ERROR_MEASURED_ALARMED > MAX_ERROR_MEASURED
 
 
 def test_estimate_accuracy_calibrates_on_the_source_before_transporting():

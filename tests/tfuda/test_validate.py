@@ -10,6 +10,7 @@ from tfuda.validate import VALIDATORS
 from tfuda.validate.balance import class_balance
 from tfuda.validate.bnm import bnm
 from tfuda.validate.entropy import neg_entropy
+from tfuda.validate.estimate import MAX_ERROR_MEASURED, MAX_ERROR_MEASURED_ALARMED
 from tfuda.validate.im import information_maximisation
 from tfuda.validate.snd import snd
 
@@ -61,6 +62,8 @@ def test_every_run_reports_validators_at_each_evaluation(tiny_run):
     estimate = metrics["estimated_target_accuracy"]
     assert estimate["value"] == pytest.approx(metrics["validators"]["est_accuracy"], abs=1e-4)
     assert 0.0 <= estimate["value"] <= 1.0 and estimate["method"].startswith("cot")
+    # the error bar measured on runs like this one: with or without a collapse alarm
+    assert estimate["max_error_measured"] == (MAX_ERROR_MEASURED_ALARMED if metrics["alarms"] else MAX_ERROR_MEASURED)
     last = metrics["eval_history"][-1]
     assert metrics["validators"]["im"] == pytest.approx(last["validators/im"])
     assert metrics["validators"]["source_accuracy"] == pytest.approx(metrics["source_accuracy"])

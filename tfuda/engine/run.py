@@ -33,6 +33,7 @@ from tfuda.models.init import init_class_names, load_init
 from tfuda.rundir import RunDir
 from tfuda.validate import ESTIMATE
 from tfuda.validate.advice import advice
+from tfuda.validate.alarm import model_alarmed
 from tfuda.validate.estimate import described_estimate
 from tfuda.validate.sample import HELD_OUT_SIZE, HeldOutSource, TargetSample, TargetValidation, source_prior
 
@@ -246,7 +247,9 @@ def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time:
         "per_class_target_accuracy": target.per_class if target else None,
         "target_confusion": target.confusion if target else None,
         "validators": validators, "estimated_target_prior": prior,
-        "estimated_target_accuracy": described_estimate(validators.get(ESTIMATE)), "alarms": alarms,
+        "estimated_target_accuracy": described_estimate(
+            validators.get(ESTIMATE), model_alarmed({"alarms": alarms, "selection": selection, "steps": steps})),
+        "alarms": alarms,
         "wall_time_s": round(wall_time, 2), "eval_history": history,
         "advice": advice(history, steps),
         "eval_target": data.eval_target.info.spec if data.eval_target else None,

@@ -15,6 +15,8 @@ alarm for a model that follows them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from tfuda.validate.entropy import entropies
@@ -55,3 +57,10 @@ def collapse_alarm(probs: np.ndarray, expected: np.ndarray | None, class_names: 
     return (f"target predictions collapse onto {named} of the target sample (entropy of the mean prediction "
             f"{spread:.2f} x that of the expected class shares; alarm below {MIN_SPREAD} or above "
             f"{MAX_SHARE_RATIO:g}x a class's expected share)")
+
+
+def model_alarmed(metrics: dict[str, Any]) -> bool:
+    """Whether a run's model (the selected step's, else the last one's) raised the collapse alarm,
+    from its `metrics.json` dict."""
+    model_step = (metrics.get("selection") or {}).get("step", metrics.get("steps"))
+    return any(alarm["step"] == model_step for alarm in metrics.get("alarms") or [])

@@ -126,9 +126,13 @@ def plausible_prior(probs: np.ndarray, estimated_prior: np.ndarray,
     return cot(probs, prior), prior
 
 
-MAX_ERROR_MEASURED = 0.44
-"""The largest error of `estimate_accuracy` on the benchmark's runs (docs/benchmarks.md,
-*Estimating target accuracy*): a measured bound on those shifts, not a guarantee on others."""
+MAX_ERROR_MEASURED = 0.20
+"""The largest error of the estimate runs record (`est_accuracy`) on the benchmark's runs whose
+model raised no collapse alarm (39 of 46; docs/benchmarks.md, *Estimating target accuracy*): a measured bound on those shifts,
+not a guarantee on others."""
+MAX_ERROR_MEASURED_ALARMED = 0.44
+"""The same on the runs whose model raised the collapse alarm (7 of 46): predictions piled onto a few
+classes can look like a target with those proportions."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,12 +146,13 @@ class AccuracyEstimate:
     """The class proportions the transport used."""
 
 
-def described_estimate(value: float | None) -> dict | None:
-    """`metrics.json`'s `estimated_target_accuracy` for an estimate `value` (None: no estimate)."""
+def described_estimate(value: float | None, alarmed: bool) -> dict | None:
+    """`metrics.json`'s `estimated_target_accuracy` for an estimate `value` (None: no estimate) of
+    a run that raised the collapse alarm (`alarmed`) or not: the largest error measured on such runs."""
     if value is None:
         return None
     return {"value": round(float(value), 4), "method": "cot, calibrated on augmented held-out source",
-            "max_error_measured": MAX_ERROR_MEASURED}
+            "max_error_measured": MAX_ERROR_MEASURED_ALARMED if alarmed else MAX_ERROR_MEASURED}
 
 
 def estimate_accuracy(target_probs: np.ndarray, source_probs: np.ndarray, source_labels: np.ndarray,

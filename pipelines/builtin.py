@@ -158,15 +158,28 @@ def _corrupt(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarr
     return np.clip(image, 0.0, 1.0)
 
 
+def _corruption_draws(split: str) -> tuple[list[str], np.random.Generator]:
+    """`digits-c`'s corruption of each image of `split`, in order, and the generator that then
+    draws the corruptions' own noise."""
+    rng = np.random.default_rng([SPLIT_SEED, 2, SPLITS.index(split)])
+    kinds = list(CORRUPTIONS)
+    return [kinds[k] for k in rng.integers(0, len(kinds), len(_digits()[split][1]))], rng
+
+
+def corruptions(split: str) -> list[str]:
+    """The corruption (a key of `CORRUPTIONS`) of each image of `digits-c:split`, in order: for
+    accuracy per corruption (`bench/corruptions.py`)."""
+    return _corruption_draws(split)[0]
+
+
 @functools.lru_cache(maxsize=None)
 def _digits_c(split: str) -> tuple[np.ndarray, np.ndarray]:
     digits, labels = _digits()[split]
-    rng = np.random.default_rng([SPLIT_SEED, 2, SPLITS.index(split)])
-    kinds = list(CORRUPTIONS)
+    kinds, rng = _corruption_draws(split)
     upscaled = _upscale(digits, DIGITS_M_SIZE)[..., 0].astype(np.float64) / 255.0
     out = np.empty((len(digits), DIGITS_M_SIZE, DIGITS_M_SIZE, 1), np.uint8)
-    for i, kind in enumerate(rng.integers(0, len(kinds), len(digits))):
-        out[i, ..., 0] = np.round(_corrupt(upscaled[i], kinds[kind], rng) * 255).astype(np.uint8)
+    for i, kind in enumerate(kinds):
+        out[i, ..., 0] = np.round(_corrupt(upscaled[i], kind, rng) * 255).astype(np.uint8)
     return out, labels
 
 

@@ -34,6 +34,14 @@ def test_digits_c_corrupts_each_digit_of_its_own_split():
     assert spread.min() < 20 < 60 < spread.max()  # contrast x0.15 ... Gaussian noise 0.38
 
 
+def test_each_digits_c_image_names_its_corruption():
+    images, _ = builtin.load("digits-c", "test")
+    kinds = np.array(builtin.corruptions("test"))
+    assert len(kinds) == len(images) and set(kinds) == set(builtin.CORRUPTIONS)
+    spread = images.reshape(len(images), -1).std(axis=1)
+    assert spread[kinds == "contrast"].max() < spread[kinds == "gaussian_noise"].min()
+
+
 def test_digits_m_lt_is_long_tailed_with_one_class_order_in_both_splits():
     fractions = builtin.long_tail_fractions(10)
     assert fractions.max() == pytest.approx(1.0) and fractions.min() == pytest.approx(1 / builtin.LONG_TAIL_RATIO)

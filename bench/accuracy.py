@@ -14,6 +14,7 @@ AdaMatch closes: (adamatch - source_only) / (oracle - source_only).
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -63,6 +64,13 @@ def publish(lines: list[str], path: Path) -> None:
     print(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
+
+
+def run_dirs(patterns: list[str]) -> list[Path]:
+    """Finished run directories (`metrics.json` and `model.keras`) matching the glob `patterns`,
+    each once (a run linked into several outputs resolves to one path), sorted."""
+    found = sorted({Path(p).resolve() for pattern in patterns for p in glob.glob(pattern)})  # a linked run once
+    return [p for p in found if (p / "metrics.json").is_file() and (p / "model.keras").is_file()]
 
 
 def run_quietly(main) -> None:

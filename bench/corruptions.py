@@ -3,8 +3,8 @@
     python bench/corruptions.py RUN_DIR_OR_GLOB... [--out bench/out/corruptions.md]
 
 `digits-c` gives each digit one of four corruptions (`pipelines.builtin.CORRUPTIONS`,
-`pipelines.builtin.corruptions`). For each run (a directory with `model.keras` whose target is
-`digits-c`) prints its accuracy on `digits-c:test`, its accuracy on each corruption's images, and
+`pipelines.builtin.corruptions`). For each finished run whose target is `digits-c` (the oracle
+included) prints its accuracy on `digits-c:test`, its accuracy on each corruption's images, and
 how many test images it predicts for each class (the true counts are nearly even): where a
 method loses accuracy, and whether its predictions pile onto some classes there.
 """
@@ -12,13 +12,12 @@ method loses accuracy, and whether its predictions pile onto some classes there.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 from pathlib import Path
 
 import numpy as np
 
-from accuracy import publish, run_quietly
+from accuracy import publish, run_dirs, run_quietly
 from tfuda.environment import cpu_model
 
 
@@ -33,9 +32,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="run directories or glob patterns")
     parser.add_argument("--out", default="bench/out/corruptions.md")
     args = parser.parse_args()
-    runs = sorted({Path(p).resolve() for pattern in args.runs for p in glob.glob(pattern)
-                   if (Path(p) / "model.keras").is_file()
-                   and json.loads((Path(p) / "config.json").read_text())["target"] == "digits-c"})
+    runs = [run for run in run_dirs(args.runs) if json.loads((run / "config.json").read_text())["target"] == "digits-c"]
     if not runs:
         parser.error("no finished run with target digits-c among the given runs")
     kinds = np.array(corruptions("test"))

@@ -37,22 +37,21 @@ target sample (the validators' sample), beside the run's true target accuracy on
 
 Prints each run and, per estimator, the mean and max absolute error and how many runs it misses
 by more than 10 points, and the max error apart on runs whose model raised the collapse alarm and
-runs whose model did not (the error bar a run prints, `tfuda.validate.estimate.MAX_ERROR_MEASURED`); then each run's change in true and estimated target accuracy against the
-source-only run of its task and seed (a run from a model: against its start), and whether the
-estimate reports a loss of more than 5 points as an improvement or such a gain as none (the
+runs whose model did not (the error bar a run prints, `tfuda.validate.estimate.MAX_ERROR_MEASURED`);
+then each run's change in true and estimated target accuracy against the source-only run of its
+task and seed (a run from a model: against its start), and whether the estimate reports a loss of more than 5 points as an improvement or such a gain as none (the
 sweep's verdict and a run's advice speak from the estimate). Runs linked into several outputs (`bench/suite.py --reuse`) count once.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 from pathlib import Path
 
 import numpy as np
 
-from accuracy import publish, run_quietly
+from accuracy import publish, run_dirs, run_quietly
 from tfuda.environment import cpu_model
 from tfuda.validate import ESTIMATE
 from tfuda.validate.estimate import cot, estimate_accuracy, fit_temperature, plausible_prior, scale
@@ -122,12 +121,6 @@ RUNS_ESTIMATE = "run's estimate (est_accuracy)"
 """The estimator runs print and record."""
 SAMPLE = 1000
 """Target images scored (the validators' default sample) and held-out source images used."""
-
-
-def run_dirs(patterns: list[str]) -> list[Path]:
-    """Finished, non-oracle run directories matching `patterns`, sorted."""
-    found = sorted({Path(p).resolve() for pattern in patterns for p in glob.glob(pattern)})  # a linked run once
-    return [p for p in found if (p / "metrics.json").is_file() and (p / "model.keras").is_file()]
 
 
 def source_views(images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -311,7 +304,8 @@ def main() -> None:
     for name in names:
         errors = np.array([abs(j["estimates"][name] - j["true"]) for j in judged if name in j["estimates"]])
         lines.append(f"| {name} | {errors.mean():.3f} | {errors.max():.3f} | {int((errors > 0.10).sum())} of {len(errors)} |")
-    lines += ["", "| estimator | max abs error, runs whose model raised no collapse alarm | raised it |", "|---|---|---|"]
+    lines += ["", "| estimator | max abs error, runs whose model raised no collapse alarm | raised it |",
+              "|---|---|---|"]
     for name in names:
         cells = []
         for alarmed in (False, True):

@@ -39,8 +39,10 @@ Prints each run and, per estimator, the mean and max absolute error and how many
 by more than 10 points, and the max error apart on runs whose model raised the collapse alarm and
 runs whose model did not (the error bar a run prints, `tfuda.validate.estimate.MAX_ERROR_MEASURED`);
 then each run's change in true and estimated target accuracy against the source-only run of its
-task and seed (a run from a model: against its start), and whether the estimate reports a loss of more than 5 points as an improvement or such a gain as none (the
-sweep's verdict and a run's advice speak from the estimate). Runs linked into several outputs (`bench/suite.py --reuse`) count once.
+task and seed (a run from a model: against its start), and whether the estimate reports a loss
+of more than 5 points as an improvement or such a gain as none (the sweep's verdict and a run's
+advice speak from the estimate). Runs linked into several outputs (`bench/suite.py --reuse`)
+count once.
 """
 
 from __future__ import annotations

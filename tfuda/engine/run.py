@@ -239,23 +239,22 @@ def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time:
     chosen as `selection` says."""
     this_task = task()
     target, source = final.get("target"), final.get("source")
-    return {
+    metrics = {
         "status": status, "steps": steps, "selection": selection,
         "task": None if this_task is None else f"{this_task[0]} {this_task[1]}",
         "source_accuracy": source.accuracy if source else None,
         "target_accuracy": target.accuracy if target else None,
         "per_class_target_accuracy": target.per_class if target else None,
         "target_confusion": target.confusion if target else None,
-        "validators": validators, "estimated_target_prior": prior,
-        "estimated_target_accuracy": described_estimate(
-            validators.get(ESTIMATE), model_alarmed({"alarms": alarms, "selection": selection, "steps": steps})),
-        "alarms": alarms,
+        "validators": validators, "estimated_target_prior": prior, "alarms": alarms,
         "wall_time_s": round(wall_time, 2), "eval_history": history,
         "advice": advice(history, steps),
         "eval_target": data.eval_target.info.spec if data.eval_target else None,
         "eval_source": data.eval_source.info.spec if data.eval_source else None,
         "config": config.to_dict(), "environment": environment(),
     }
+    metrics["estimated_target_accuracy"] = described_estimate(validators.get(ESTIMATE), model_alarmed(metrics))
+    return metrics
 
 
 def check_select(config: Config, data: TrainingData) -> None:

@@ -58,6 +58,16 @@ def gap_closed(source_only: float, method: float, oracle: float) -> float:
     return (method - source_only) / max(oracle - source_only, 1e-9)
 
 
+def selected_evaluation(metrics: dict, by: str) -> dict | None:
+    """The evaluation of a run's `eval_history` that `--select by` keeps (`tfuda.engine.selection`):
+    the highest `validators/<by>` among the evaluations without a collapse alarm that have a target
+    accuracy; None when there is none. Replays the choice from a run made with any `--select`."""
+    alarmed = {a["step"] for a in metrics.get("alarms") or []}
+    candidates = [e for e in metrics.get("eval_history") or []
+                  if f"validators/{by}" in e and "eval/target_accuracy" in e and e["step"] not in alarmed]
+    return max(candidates, key=lambda e: e[f"validators/{by}"], default=None)
+
+
 def publish(lines: list[str], path: Path) -> None:
     """Prints a benchmark's table and writes it to `path` (Markdown)."""
     text = "\n".join(lines)

@@ -1,11 +1,11 @@
 """Every method on every built-in shift: target accuracy and the fraction of the source-only -> oracle gap closed.
 
     python bench/suite.py [--methods source-only,adamatch,adamatch-running,adamatch-prior,adamatch-entropy,
-                                    adamatch-realign,adamatch-realign-late,adamatch-vat,adamatch-vmt,adamatch-refine,adamatch-refine-source,adamatch-refine-align,adamatch-refine-frozen,adamatch-refine-shifted,
+                                    adamatch-realign,adamatch-realign-late,adamatch-vat,adamatch-vmt,adamatch-refine,adamatch-refine-source,adamatch-refine-align,adamatch-refine-frozen,adamatch-refine-shifted,adamatch-refine-vat,
                                     adamatch-realign-refine,adamatch-in,source-only-in,adamatch-wd,adamatch-nesterov,
                                     fixmatch,dann,contrastive]
                           [--tasks SOURCE:TARGET,...] [--steps N] [--batch-size 8] [--seeds 0]
-                          [--out bench/out/suite] [--reuse DIR,...]
+                          [--out bench/out/suite] [--reuse DIR,...] [--select NAME]
                           [--samples docs/suite.png]
 
 For each task of `pipelines.builtin.SUITE` (labeled source -> unlabeled target; `--tasks` picks
@@ -32,7 +32,8 @@ labeled source loss in that stage (`refine_source=1.0`), `adamatch-refine-align`
 stage's teacher labels to the source's mean prediction (`refine_align=true`), `adamatch-refine-frozen`
 with the stage's teacher frozen at its start (`refine_teacher=frozen`), `adamatch-refine-shifted` refining
 only a target whose class proportions the EMA model finds moved when the stage would begin
-(`refine_shifted=true`), `adamatch-realign-refine` with
+(`refine_shifted=true`), `adamatch-refine-vat` with VAT at weight 1 in both stages (`vat=1.0`,
+DIRT-T's regulariser), `adamatch-realign-refine` with
 `realign=0.5` as well (the stage's teacher labels aligned to the estimated prior); `adamatch-in` and
 `source-only-in` train `--model cnn-small-in` (instance-normalised input); `adamatch-wd` is AdaMatch
 with the official code's weight decay 0.001 instead of tfuda's 5e-4, `adamatch-nesterov` with
@@ -40,6 +41,9 @@ Nesterov momentum instead of the official (and default) plain momentum. (The REA
 measured while `running` was the default, as `adamatch`, `adamatch-batch` and `adamatch-wd` =
 running statistics with weight decay 0.001; the plain-momentum rows were measured as
 `--momentum plain` while Nesterov was the default, the Nesterov rows as the default of then.)
+`--select NAME` adds the target accuracy and gap closed of the evaluation `--select NAME` would
+keep in each run (the highest label-free score NAME among its evaluations without a collapse
+alarm), replayed from the runs' evaluations: no run trains again.
 `--samples PNG` writes a row of sample images per data set of the suite (the README's picture)
 and exits.
 """
@@ -47,13 +51,14 @@ and exits.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from accuracy import gap_closed, publish, run_quietly
+from accuracy import gap_closed, publish, run_quietly, selected_evaluation
 from tfuda.environment import cpu_model
 
 VARIANTS = {
@@ -74,6 +79,7 @@ VARIANTS = {
                                "method_args.refine_teacher": "frozen"},
     "adamatch-refine-shifted": {"method": "adamatch", "method_args.refine": 0.25,
                                 "method_args.refine_shifted": True},
+    "adamatch-refine-vat": {"method": "adamatch", "method_args.refine": 0.25, "method_args.vat": 1.0},
     "adamatch-realign-refine": {"method": "adamatch", "method_args.realign": 0.5, "method_args.refine": 0.25},
     "source-only-in": {"method": "source-only", "model": "cnn-small-in"},
     "adamatch-wd": {"method": "adamatch", "weight_decay": 0.001},
@@ -153,6 +159,7 @@ def main() -> None:
     parser.add_argument("--out", default=f"bench/out/suite-{time.strftime('%Y%m%d-%H%M%S')}")
     parser.add_argument("--reuse", help="earlier --out directories, comma-separated: their finished runs of this "
                                         "sweep's points are linked into --out instead of trained again")
+    parser.add_argument("--select", help="also report the evaluation `--select SELECT` would keep in each run")
     parser.add_argument("--samples", help="write the sample-image PNG here and exit")
     args = parser.parse_args()
     if args.samples:
@@ -161,7 +168,7 @@ def main() -> None:
 
     from pipelines.builtin import SUITE
     from tfuda.grid import read_sweep_file
-    from tfuda.leaderboard import USABLE, read_entry
+    from tfuda.leaderboard import USABLE, read_entry, run_dir
     from tfuda.sweep import main as sweep
 
     variants = [v for v in args.methods.split(",") if v != "source-only"]
@@ -196,20 +203,30 @@ def main() -> None:
             else (point.values["source"], point.values["target"])
         cell = results.setdefault(task, {}).setdefault(variant_of(point.values), [])
         if entry.status in USABLE:
-            cell.append((entry.target_accuracy, entry.wall_time_s, entry.steps))
+            kept = entry.target_accuracy
+            if args.select:
+                metrics = json.loads((run_dir(out / "runs", point) / "metrics.json").read_text())
+                evaluation = selected_evaluation(metrics, args.select)
+                kept = float("nan") if evaluation is None else evaluation["eval/target_accuracy"]
+            cell.append((entry.target_accuracy, entry.wall_time_s, entry.steps, kept))
     budget = f"{args.steps} steps" if args.steps else "the default budget"
+    kept_header = f" with --select {args.select} (gap) |" if args.select else ""
     lines = [f"built-in suite, cnn-small, batch {args.batch_size}, {budget}, seeds {args.seeds}, "
-             f"{cpu_model()}, sweep wall time {wall / 60:.0f} min; target accuracy on TARGET:test (mean, range over seeds)",
-             "", "| task | method | target accuracy | range | gap closed | steps | wall time per run |",
-             "|---|---|---|---|---|---|---|"]
+             f"{cpu_model()}, sweep wall time {wall / 60:.0f} min; target accuracy on TARGET:test (mean, range over seeds)"
+             + ("; gaps against source-only's and the oracle's final models" if args.select else ""),
+             "", "| task | method | target accuracy | range | gap closed | steps | wall time per run |" + kept_header,
+             "|---|---|---|---|---|---|---|" + ("---|" if args.select else "")]
     for (source, target), by_variant in results.items():
         mean = {name: np.mean([r[0] for r in runs]) if runs else float("nan") for name, runs in by_variant.items()}
         for name, runs in by_variant.items():
             closed = gap_closed(mean["source-only"], mean[name], mean["oracle"])
             spread = f"{min(r[0] for r in runs):.4f}–{max(r[0] for r in runs):.4f}" if runs else "n/a"
+            kept = np.mean([r[3] for r in runs]) if runs else float("nan")
+            kept_cell = (f" {kept:.4f} ({gap_closed(mean['source-only'], kept, mean['oracle']):.0%}) |"
+                         if args.select else "")
             lines.append(f"| {source} → {target} | {name} | {mean[name]:.4f} | {spread} | {closed:.0%} | "
                          f"{'/'.join(sorted({str(r[2]) for r in runs}))} | "
-                         f"{np.mean([r[1] for r in runs]) if runs else float('nan'):.0f} s |")
+                         f"{np.mean([r[1] for r in runs]) if runs else float('nan'):.0f} s |" + kept_cell)
     lines += ["", "Runs made on: " + "; ".join(f"{where} ({count} runs)" for where, count in made_on.items())]
     publish(lines, out / "suite.md")
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from accuracy import publish, run_quietly
+from accuracy import publish, run_quietly, selected_evaluation
 from tfuda.environment import cpu_model
 
 METHODS = ("adamatch", "fixmatch", "dann", "source-only")
@@ -88,13 +88,11 @@ def spearman(x: list[float], y: list[float]) -> float:
 
 def select_gain(metrics: dict, name: str) -> float | None:
     """Target accuracy of the evaluation `--select name` keeps minus that of the last one."""
-    history = [e for e in metrics["eval_history"] if f"validators/{name}" in e and "eval/target_accuracy" in e]
-    alarmed = {a["step"] for a in metrics.get("alarms") or []}
-    candidates = [e for e in history if e["step"] not in alarmed]
-    if not history or not candidates:
+    best = selected_evaluation(metrics, name)
+    if best is None:
         return None
-    best = max(candidates, key=lambda e: e[f"validators/{name}"])
-    return best["eval/target_accuracy"] - history[-1]["eval/target_accuracy"]
+    last = [e for e in metrics["eval_history"] if "eval/target_accuracy" in e][-1]
+    return best["eval/target_accuracy"] - last["eval/target_accuracy"]
 
 
 def main() -> None:

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -133,6 +135,11 @@ def test_a_realigned_run_estimates_the_prior_from_its_ema_model_and_checkpoints_
     assert first["estimated"] == 0.0 and last["estimated"] == 1.0
     np.testing.assert_allclose(first["target_prior"], 0.1)
     assert abs(last["target_prior"].sum() - 1.0) < 1e-5 and not np.allclose(last["target_prior"], 0.1)
+    estimated, source = (last[name] / last[name].sum() for name in ("target_prior", "source_prior"))
+    distance = np.abs(estimated - source)
+    assert json.loads((run / "metrics.json").read_text())["method_report"] == [
+        f"realign: the target's class proportions estimated at step 3 are L1 {distance.sum():.3f} from the source's; "
+        "the run aligned to them from there on"]
 
 
 def test_the_running_statistics_are_checkpointed(tmp_path):
@@ -379,15 +386,18 @@ def test_refine_shifted_refines_only_a_target_whose_proportions_moved():
         method.average = teacher
         method.build(model)
         assert method.view_phases(100) is None  # the source views stay: the stage may not run
+        assert method.report(100) == []  # nothing decided before the estimate
         method.frozen_prior.estimate(posteriors(shares, confidence), batch_size=8)
         _, logs = method.loss(model, batch, tf.constant(0.75))
-        stages[name] = float(logs["monitors/refining"]), float(logs["losses/source"]) > 0
+        (said,) = method.report(100)  # the run's last lines say what the test decided
+        assert said.startswith("refinement stage: ") and "are L1 " in said
+        stages[name] = float(logs["monitors/refining"]), float(logs["losses/source"]) > 0, said.split(":")[1].strip()
     # A confident model whose predicted shares moved far from the source's (uniform) refines on the
     # target alone; a balanced target, or a model whose errors could explain the move, keeps adapting,
     # as does a near-perfect model on a balanced target, whose 900 images' shares differ from the
     # source's by sampling alone (L1 ~0.04, beyond its errors' 0.01).
-    assert stages == {"balanced": (0.0, True), "shifted": (1.0, False), "unsure": (0.0, True),
-                      "sure, balanced": (0.0, True)}
+    assert stages == {"balanced": (0.0, True, "not run"), "shifted": (1.0, False, "ran from step 50"),
+                      "unsure": (0.0, True, "not run"), "sure, balanced": (0.0, True, "not run")}
     with pytest.raises(UserError, match="refine_shifted"):
         AdaMatch(refine_shifted=True)
     with pytest.raises(UserError, match="refine_shifted"):
@@ -409,3 +419,7 @@ def test_a_refined_run_with_a_frozen_teacher_and_the_shift_test_completes(tmp_pa
     saved = tf.train.latest_checkpoint(str(run / "checkpoints"))
     estimated = [name for name, _ in tf.train.list_variables(saved) if "estimated" in name]
     assert estimated and tf.train.load_variable(saved, estimated[0]) == 1.0  # at the stage's start
+    shifted = [name for name, _ in tf.train.list_variables(saved) if "shifted" in name]
+    decided = "ran from step 3" if tf.train.load_variable(saved, shifted[0]) == 1.0 else "not run"
+    (said,) = metrics["method_report"]
+    assert said.startswith(f"refinement stage: {decided}: the target's class proportions estimated at step 3 ")

@@ -1,6 +1,8 @@
 """`--select` and `--on-collapse rollback`: which evaluation's EMA weights become model.keras."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +37,14 @@ def history_scores(metrics, name):
     return {entry["step"]: entry[f"validators/{name}"] for entry in metrics["eval_history"]}
 
 
+def replayed_step(metrics, by):
+    """The step of the evaluation that the benchmarks' replay of `--select by` (bench/accuracy.py) keeps."""
+    spec = importlib.util.spec_from_file_location("bench_accuracy", Path(__file__).parents[2] / "bench" / "accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.selected_evaluation(metrics, by)["step"]
+
+
 def test_select_keeps_the_evaluation_with_the_best_validator(tmp_path, monkeypatch):
     from tfuda.train import main
 
@@ -44,7 +54,7 @@ def test_select_keeps_the_evaluation_with_the_best_validator(tmp_path, monkeypat
     metrics = json.loads((out / "metrics.json").read_text())
     scores = history_scores(metrics, "bnm")
     best = max(scores, key=scores.get)
-    assert metrics["selection"]["by"] == "bnm" and metrics["selection"]["step"] == best
+    assert metrics["selection"]["by"] == "bnm" and metrics["selection"]["step"] == best == replayed_step(metrics, "bnm")
     assert metrics["selection"]["score"] == pytest.approx(scores[best])
     assert "highest bnm" in metrics["selection"]["reason"] and "of 3 evaluations" in metrics["selection"]["reason"]
     # The run's model is the selected evaluation's weights, and its reported scores are that model's.
@@ -68,7 +78,7 @@ def test_alarmed_evaluations_are_never_selected(tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert main([*RUN, "--select", "entropy", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["status"] == "completed" and metrics["selection"]["step"] == 2
+    assert metrics["status"] == "completed" and metrics["selection"]["step"] == 2 == replayed_step(metrics, "entropy")
 
 
 def test_rollback_stops_and_keeps_the_last_evaluation_before_the_collapse(tmp_path, monkeypatch, capsys):

@@ -233,10 +233,11 @@ def validation(config: Config, data: TrainingData, sample: TargetSample | None,
 
 def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time: float,
                       final: dict[str, EvalResult], validators: dict[str, float], prior: list[float] | None,
-                      history: list[dict], alarms: list[dict], selection: dict, status: str = "completed") -> dict:
+                      history: list[dict], alarms: list[dict], selection: dict, status: str = "completed",
+                      method_report: list[str] = ()) -> dict:
     """`metrics.json` of a finished (or rolled-back) run (see `tfuda.rundir`); `final`,
     `validators` and `prior` (the estimated target class prior) are those of the run's model,
-    chosen as `selection` says."""
+    chosen as `selection` says; `method_report`: the method's `report` of the run."""
     this_task = task()
     target, source = final.get("target"), final.get("source")
     metrics = {
@@ -248,7 +249,7 @@ def completed_metrics(config: Config, data: TrainingData, steps: int, wall_time:
         "target_confusion": target.confusion if target else None,
         "validators": validators, "estimated_target_prior": prior, "alarms": alarms,
         "wall_time_s": round(wall_time, 2), "eval_history": history,
-        "advice": advice(history, steps),
+        "advice": advice(history, steps), "method_report": list(method_report),
         "eval_target": data.eval_target.info.spec if data.eval_target else None,
         "eval_source": data.eval_source.info.spec if data.eval_source else None,
         "config": config.to_dict(), "environment": environment(),
@@ -285,7 +286,8 @@ def finish(config: Config, data: TrainingData, run: RunDir, trainer: TrainingMod
         final = evaluation.final(model, steps)
         save_model_atomic(model, run.model_file)
     metrics = completed_metrics(config, data, steps, wall_time, *final, evaluation.history, evaluation.alarms,
-                                selection.summary(steps, rolled_back), "rolled_back" if rolled_back else "completed")
+                                selection.summary(steps, rolled_back), "rolled_back" if rolled_back else "completed",
+                                trainer.method.report(trainer.total_steps))
     write_json_atomic(run.class_names_file, list(data.class_names))
     write_json_atomic(run.metrics_file, metrics)
     chosen = "" if config.select == SELECT_LAST and not rolled_back else f"  (model: {metrics['selection']['reason']})"
@@ -295,7 +297,7 @@ def finish(config: Config, data: TrainingData, run: RunDir, trainer: TrainingMod
         + (f"  est. target accuracy {estimated['value']:.2f} (±{estimated['max_error_measured']:.2f})"
            if (estimated := metrics["estimated_target_accuracy"]) else "")
         + f"  wall time {metrics['wall_time_s']:.0f}s  model {run.model_file}{chosen}", file=stream, flush=True)
-    for line in metrics["advice"]:
+    for line in metrics["method_report"] + metrics["advice"]:
         print(line, file=stream, flush=True)
     return Fitted(metrics, model)
 

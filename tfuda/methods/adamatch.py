@@ -62,6 +62,7 @@ decay) and the warmed-up EMA of the weights live in the shared trainer (`tfuda.e
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from pipelines.augment import unit_uniform
@@ -308,6 +309,24 @@ class AdaMatch(Method):
                               spec.image_size, spec.seed)
         return [*callbacks, EstimatePrior(self.frozen_prior, sample, self.realign or self.refine,
                                           spec.global_batch_size)]
+
+    def report(self, total_steps: int) -> list[str]:
+        """Once the frozen prior is estimated: how far it moved from the source's proportions, and
+        what `realign` or `refine_shifted` did with it."""
+        prior = self.frozen_prior
+        if prior is None or float(prior.estimated.numpy()) < 0.5:
+            return []
+        step = first_step_at(1.0 - (self.realign or self.refine), total_steps)
+        estimated, source = (w.numpy() / w.numpy().sum() for w in (prior.target_prior, prior.source_prior))
+        distance = np.abs(estimated - source).sum()
+        moved = f"the target's class proportions estimated at step {step} are L1 {distance:.3f} from the source's"
+        if self.realign:
+            return [f"realign: {moved}; the run aligned to them from there on"]
+        if float(prior.shifted.numpy()) > 0.5:
+            return [f"refinement stage: ran from step {step}: {moved}, farther than the model's errors and sampling "
+                    "explain (a label shift)"]
+        return [f"refinement stage: not run: {moved}, within what the model's errors and sampling explain (no "
+                "label shift seen; --method-arg refine_shifted=false refines every target)"]
 
     def class_distributions(self, p_source: tf.Tensor, p_target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`(m_x, m_u)` `[K]` of step 2 from this step's `[B, K]` / `[U, K]` predictions (m_x: the

@@ -161,6 +161,11 @@ class Method:
         """The method with these hyper-parameters, strings converted by type (`parse_args`)."""
         return cls(**cls.parse_args(values, derived=True))
 
+    def report(self, total_steps: int) -> list[str]:
+        """Lines on what the method decided during a run of `total_steps` (default: none), printed
+        at the run's end and recorded in `metrics.json` (`method_report`)."""
+        return []
+
     def callbacks(self, classifier: keras.Model, target: Source | None,
                   spec: FeedSpec) -> list[keras.callbacks.Callback]:
         """Callbacks the training loop runs with this method (default: none).

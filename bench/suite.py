@@ -5,7 +5,7 @@
                                     adamatch-realign-refine,adamatch-in,source-only-in,adamatch-wd,adamatch-nesterov,
                                     fixmatch,dann,contrastive]
                           [--tasks SOURCE:TARGET,...] [--steps N] [--batch-size 8] [--seeds 0]
-                          [--out bench/out/suite] [--reuse DIR,...] [--select NAME]
+                          [--out bench/out/suite] [--reuse DIR,...] [--select NAME] [--no-train]
                           [--samples docs/suite.png]
 
 For each task of `pipelines.builtin.SUITE` (labeled source -> unlabeled target; `--tasks` picks
@@ -44,6 +44,7 @@ running statistics with weight decay 0.001; the plain-momentum rows were measure
 `--select NAME` adds the target accuracy and gap closed of the evaluation `--select NAME` would
 keep in each run (the highest label-free score NAME among its evaluations without a collapse
 alarm), replayed from the runs' evaluations: no run trains again.
+`--no-train` trains nothing: it reports the finished runs of the points in `--out` and `--reuse`.
 `--samples PNG` writes a row of sample images per data set of the suite (the README's picture)
 and exits.
 """
@@ -100,6 +101,11 @@ def grid(tasks, variants: list[str], seeds: list[int]) -> list[dict]:
         grids.append({"source": target, "target": target, "method": "source-only", "eval_target": f"{target}:test",
                       "eval_source": f"{source}:test", "seed": seeds})
     return grids
+
+
+def percent(fraction: float) -> str:
+    """A gap closed as a percentage (n/a without the runs it needs)."""
+    return "n/a" if np.isnan(fraction) else f"{fraction:.0%}"
 
 
 def variant_of(values: dict) -> str:
@@ -160,6 +166,8 @@ def main() -> None:
     parser.add_argument("--reuse", help="earlier --out directories, comma-separated: their finished runs of this "
                                         "sweep's points are linked into --out instead of trained again")
     parser.add_argument("--select", help="also report the evaluation `--select SELECT` would keep in each run")
+    parser.add_argument("--no-train", action="store_true",
+                        help="report the runs found in --out and --reuse; train none (a missing cell says n/a)")
     parser.add_argument("--samples", help="write the sample-image PNG here and exit")
     args = parser.parse_args()
     if args.samples:
@@ -188,7 +196,8 @@ def main() -> None:
     if args.reuse:
         link_finished(points, [Path(d) for d in args.reuse.split(",")], out)
     started = time.perf_counter()
-    sweep(["--config", str(out / "sweep.yaml"), "--out", str(out / "runs")])
+    if not args.no_train:
+        sweep(["--config", str(out / "sweep.yaml"), "--out", str(out / "runs")])
     wall = time.perf_counter() - started
 
     results: dict[tuple[str, str], dict[str, list]] = {}
@@ -212,7 +221,8 @@ def main() -> None:
     budget = f"{args.steps} steps" if args.steps else "the default budget"
     kept_header = f" with --select {args.select} (gap) |" if args.select else ""
     lines = [f"built-in suite, cnn-small, batch {args.batch_size}, {budget}, seeds {args.seeds}, "
-             f"{cpu_model()}, sweep wall time {wall / 60:.0f} min; target accuracy on TARGET:test (mean, range over seeds)"
+             f"{cpu_model()}, sweep wall time {wall / 60:.0f} min"
+             f"{' (--no-train)' if args.no_train else ''}; target accuracy on TARGET:test (mean, range over seeds)"
              + ("; gaps against source-only's and the oracle's final models" if args.select else ""),
              "", "| task | method | target accuracy | range | gap closed | steps | wall time per run |" + kept_header,
              "|---|---|---|---|---|---|---|" + ("---|" if args.select else "")]
@@ -222,9 +232,9 @@ def main() -> None:
             closed = gap_closed(mean["source-only"], mean[name], mean["oracle"])
             spread = f"{min(r[0] for r in runs):.4f}–{max(r[0] for r in runs):.4f}" if runs else "n/a"
             kept = np.mean([r[3] for r in runs]) if runs else float("nan")
-            kept_cell = (f" {kept:.4f} ({gap_closed(mean['source-only'], kept, mean['oracle']):.0%}) |"
+            kept_cell = (f" {kept:.4f} ({percent(gap_closed(mean['source-only'], kept, mean['oracle']))}) |"
                          if args.select else "")
-            lines.append(f"| {source} → {target} | {name} | {mean[name]:.4f} | {spread} | {closed:.0%} | "
+            lines.append(f"| {source} → {target} | {name} | {mean[name]:.4f} | {spread} | {percent(closed)} | "
                          f"{'/'.join(sorted({str(r[2]) for r in runs}))} | "
                          f"{np.mean([r[1] for r in runs]) if runs else float('nan'):.0f} s |" + kept_cell)
     lines += ["", "Runs made on: " + "; ".join(f"{where} ({count} runs)" for where, count in made_on.items())]

@@ -326,7 +326,7 @@ class AdaMatch(Method):
             return [f"refinement stage: ran from step {step}: {moved}, farther than the model's errors and sampling "
                     "explain (a label shift)"]
         return [f"refinement stage: not run: {moved}, within what the model's errors and sampling explain (no "
-                "label shift seen; --method-arg refine_shifted=false refines every target)"]
+                "label shift seen; without refine_shifted every target is refined)"]
 
     def class_distributions(self, p_source: tf.Tensor, p_target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`(m_x, m_u)` `[K]` of step 2 from this step's `[B, K]` / `[U, K]` predictions (m_x: the

@@ -135,7 +135,7 @@ def test_a_realigned_run_estimates_the_prior_from_its_ema_model_and_checkpoints_
     assert first["estimated"] == 0.0 and last["estimated"] == 1.0
     np.testing.assert_allclose(first["target_prior"], 0.1)
     assert abs(last["target_prior"].sum() - 1.0) < 1e-5 and not np.allclose(last["target_prior"], 0.1)
-    estimated, source = (last[name] / last[name].sum() for name in ("target_prior", "source_prior"))
+    estimated, source = (last[name].astype(np.float64) / last[name].sum() for name in ("target_prior", "source_prior"))
     distance = np.abs(estimated - source)
     assert json.loads((run / "metrics.json").read_text())["method_report"] == [
         f"realign: the target's class proportions estimated at step 3 are L1 {distance.sum():.3f} from the source's; "

@@ -62,7 +62,6 @@ decay) and the warmed-up EMA of the weights live in the shared trainer (`tfuda.e
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from pipelines.augment import unit_uniform
@@ -74,6 +73,7 @@ from tfuda.methods.vat import virtual_adversarial_loss
 from tfuda.methods.vmt import virtual_mixup_loss
 from tfuda.models.common import batch_norm_layers, num_classes_of
 from tfuda.validate.entropy import entropies
+from tfuda.validate.estimate import prior_distance
 from tfuda.validate.sample import TargetSample
 
 
@@ -307,8 +307,12 @@ class AdaMatch(Method):
             return callbacks
         sample = TargetSample(target, min(self.realign_images, target.info.num_examples or self.realign_images),
                               spec.image_size, spec.seed)
-        return [*callbacks, EstimatePrior(self.frozen_prior, sample, self.realign or self.refine,
-                                          spec.global_batch_size)]
+        return [*callbacks, EstimatePrior(self.frozen_prior, sample, self.estimated_after, spec.global_batch_size)]
+
+    @property
+    def estimated_after(self) -> float:
+        """The frozen prior is estimated when the run's last fraction `realign` (else `refine`) begins."""
+        return self.realign or self.refine
 
     def report(self, total_steps: int) -> list[str]:
         """Once the frozen prior is estimated: how far it moved from the source's proportions, and
@@ -316,9 +320,8 @@ class AdaMatch(Method):
         prior = self.frozen_prior
         if prior is None or float(prior.estimated.numpy()) < 0.5:
             return []
-        step = first_step_at(1.0 - (self.realign or self.refine), total_steps)
-        estimated, source = (w.numpy() / w.numpy().sum() for w in (prior.target_prior, prior.source_prior))
-        distance = np.abs(estimated - source).sum()
+        step = first_step_at(1.0 - self.estimated_after, total_steps)
+        distance = prior_distance(prior.target_prior.numpy(), prior.source_prior.numpy())
         moved = f"the target's class proportions estimated at step {step} are L1 {distance:.3f} from the source's"
         if self.realign:
             return [f"realign: {moved}; the run aligned to them from there on"]

@@ -85,6 +85,13 @@ def sampling_spread(prior: np.ndarray, *counts: float) -> float:
     return float(np.sqrt(shares * (1.0 - shares)).sum() * np.sqrt(sum(1.0 / n for n in counts)))
 
 
+def prior_distance(prior: np.ndarray, other: np.ndarray) -> float:
+    """The L1 distance between two class-proportion vectors `[K]`, each normalised to sum 1
+    (float64)."""
+    return float(np.abs(np.asarray(prior, np.float64) / np.sum(prior)
+                        - np.asarray(other, np.float64) / np.sum(other)).sum())
+
+
 def toward_source(probs: np.ndarray, estimated_prior: np.ndarray, source_prior: np.ndarray,
                   spread: float = 0.0) -> float:
     """How far `estimated_prior` may move toward `source_prior`, t in [0, 1], as the model's own
@@ -103,10 +110,8 @@ def toward_source(probs: np.ndarray, estimated_prior: np.ndarray, source_prior: 
       spread: the L1 distance sampling alone puts between the two priors (`sampling_spread`;
         0: both exact).
     """
-    estimated = np.asarray(estimated_prior, np.float64) / np.sum(estimated_prior)
-    source = np.asarray(source_prior, np.float64) / np.sum(source_prior)
-    distance = float(np.abs(source - estimated).sum())
-    reach = 2.0 * (1.0 - cot(probs, estimated)) + spread
+    distance = prior_distance(estimated_prior, source_prior)
+    reach = 2.0 * (1.0 - cot(probs, np.asarray(estimated_prior, np.float64) / np.sum(estimated_prior))) + spread
     return min(1.0, reach / distance) if distance > 0 else 1.0
 
 

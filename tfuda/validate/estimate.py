@@ -110,8 +110,9 @@ def toward_source(probs: np.ndarray, estimated_prior: np.ndarray, source_prior: 
       spread: the L1 distance sampling alone puts between the two priors (`sampling_spread`;
         0: both exact).
     """
-    distance = prior_distance(estimated_prior, source_prior)
-    reach = 2.0 * (1.0 - cot(probs, np.asarray(estimated_prior, np.float64) / np.sum(estimated_prior))) + spread
+    estimated = np.asarray(estimated_prior, np.float64) / np.sum(estimated_prior)
+    distance = prior_distance(estimated, source_prior)
+    reach = 2.0 * (1.0 - cot(probs, estimated)) + spread
     return min(1.0, reach / distance) if distance > 0 else 1.0
 
 

@@ -30,7 +30,7 @@ PUBLIC = {
     "tfuda.METHODS": None,
     "tfuda.AdaMatch": "(tau: 'float' = 0.9, lambda_u: 'float' = 1.0, alignment: 'str' = 'batch', entropy: 'float' = 0.0, "
                      "realign: 'float' = 0.0, realign_images: 'int' = 4096, vat: 'float' = 0.0, "
-                     "vat_eps: 'float' = 3.5, vmt: 'float' = 0.0, refine: 'float' = 0.0, refine_source: 'float' = 0.0, "
+                     "vat_eps: 'float' = 3.5, vmt: 'float' = 0.0, refine: 'float' = 0.25, refine_source: 'float' = 0.0, "
                      "refine_align: 'bool' = False, refine_teacher: 'str' = 'ema', refine_shifted: 'bool' = False)",
     "tfuda.FixMatch": "(tau: 'float' = 0.95, lambda_u: 'float' = 1.0, temperature: 'float' = 1.0)",
     "tfuda.DANN": "(hidden: 'int' = 256)",

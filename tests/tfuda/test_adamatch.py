@@ -54,6 +54,20 @@ def test_adamatch_aligns_with_batch_means_by_default_and_running_statistics_on_r
         complete_for_method(Config(method_args={"alignment": "mean"}).validate(), set())
 
 
+def test_the_refinement_stage_is_the_default_in_domain_adaptation_only():
+    from tfuda.config import Config
+    from tfuda.engine.run import complete_for_method
+
+    def refine(**fields):
+        return complete_for_method(Config(**fields).validate(), set()).method_args["refine"]
+
+    assert AdaMatch().refine == 0.25
+    assert refine() == 0.25
+    assert refine(setting="ssl", labeled_per_class=4) == 0.0
+    assert refine(setting="ssl", labeled_per_class=4, method_args={"refine": "0.5"}) == 0.5
+    assert refine(method_args={"refine": "0"}) == 0.0
+
+
 def test_the_online_prior_converges_to_the_batch_em_estimate():
     from tfuda.methods.target_prior import TargetPrior
     from tfuda.validate.prior import estimate_prior
@@ -139,7 +153,9 @@ def test_a_realigned_run_estimates_the_prior_from_its_ema_model_and_checkpoints_
     distance = np.abs(estimated - source)
     assert json.loads((run / "metrics.json").read_text())["method_report"] == [
         f"realign: the target's class proportions estimated at step 3 are L1 {distance.sum():.3f} from the source's; "
-        "the run aligned to them from there on"]
+        "the run aligned to them from there on",
+        "refinement stage: steps 5-6 on the target alone, labeled by the EMA model (--method-arg refine=0 turns it "
+        "off)"]  # the default refine=0.25: the last quarter of 6 steps
 
 
 def test_the_running_statistics_are_checkpointed(tmp_path):
@@ -256,8 +272,9 @@ def test_a_regulariser_adds_its_weighted_loss_to_adamatch(option):
     batch = {"source": {"weak": images(4), "strong": images(4), "labels": tf.constant([0, 1, 2, 0])},
              "target": {"weak": images(6), "strong": images(6), "labels": tf.constant([-1] * 6)},
              "seed": tf.constant([3, 4], tf.int64)}
-    off, _ = AdaMatch().loss(model, batch, tf.constant(1.0))
-    on, logs = AdaMatch(**{option: 2.0}).loss(model, batch, tf.constant(1.0))
+    # At the end of a run without the refinement stage (the target loss fully warmed up).
+    off, _ = AdaMatch(refine=0.0).loss(model, batch, tf.constant(1.0))
+    on, logs = AdaMatch(refine=0.0, **{option: 2.0}).loss(model, batch, tf.constant(1.0))
     assert float(logs[f"losses/{option}"]) > 0
     np.testing.assert_allclose(float(on - off), 2.0 * float(logs[f"losses/{option}"]), rtol=1e-4)
     with pytest.raises(UserError, match=option):
@@ -314,7 +331,7 @@ def test_the_refinement_stage_trains_on_the_teachers_labels_of_the_target_alone(
     assert float(refining["losses/source"]) > 0 and float(refining["losses/target"]) > 0
     assert anchored.view_phases(100) is None
     with pytest.raises(UserError, match="refine_source"):
-        AdaMatch(refine_source=1.0)
+        AdaMatch(refine=0.0, refine_source=1.0)
     # refine_align aligns the teacher's labels to the source's mean prediction (uniform until the
     # adaptation stage tracks one): a teacher sure of class 2 everywhere is flattened below tau.
     aligning = AdaMatch(refine=0.5, refine_align=True)
@@ -325,7 +342,7 @@ def test_the_refinement_stage_trains_on_the_teachers_labels_of_the_target_alone(
     assert float(refining["monitors/mask_rate"]) == 0.0
     assert aligning.callbacks(None, None, None) == [] and aligning.view_phases(100) is not None
     with pytest.raises(UserError, match="refine_align"):
-        AdaMatch(refine_align=True)
+        AdaMatch(refine=0.0, refine_align=True)
 
 
 def test_a_frozen_teacher_is_the_ema_model_of_the_stages_first_step():
@@ -357,7 +374,7 @@ def test_a_frozen_teacher_is_the_ema_model_of_the_stages_first_step():
     np.testing.assert_array_equal(kernel(method.teacher), at_start)
     assert not np.allclose(kernel(method.teacher), kernel(ema.average))
     with pytest.raises(UserError, match="refine_teacher"):
-        AdaMatch(refine_teacher="frozen")
+        AdaMatch(refine=0.0, refine_teacher="frozen")
     with pytest.raises(UserError, match="refine_teacher"):
         AdaMatch(refine=0.5, refine_teacher="student")
 
@@ -399,7 +416,7 @@ def test_refine_shifted_refines_only_a_target_whose_proportions_moved():
     assert stages == {"balanced": (0.0, True, "not run"), "shifted": (1.0, False, "ran from step 50"),
                       "unsure": (0.0, True, "not run"), "sure, balanced": (0.0, True, "not run")}
     with pytest.raises(UserError, match="refine_shifted"):
-        AdaMatch(refine_shifted=True)
+        AdaMatch(refine=0.0, refine_shifted=True)
     with pytest.raises(UserError, match="refine_shifted"):
         AdaMatch(refine=0.25, realign=0.5, refine_shifted=True)
 

@@ -94,10 +94,13 @@ def test_no_loss_depends_on_target_labels(name):
     keras.utils.set_random_seed(0)
     model = build_model("cnn-small", 3, 8)
     method = cls()
+    method.average = keras.models.clone_model(model)  # the EMA model, AdaMatch's refinement teacher
+    method.average.set_weights(model.get_weights())
     method.build(model)
     method.monitor_target_labels = True  # monitors may read them; the loss must not
     batch = _batch(cls.source_views, cls.target_views)
-    for progress in (0.2, 0.8):  # both phases of contrastive, warm-up and plateau of AdaMatch
+    # both phases of contrastive; AdaMatch's warm-up, plateau and refinement stage
+    for progress in (0.2, 0.6, 0.8):
         loss, grads = _loss_and_grads(method, model, batch, progress)
         if "target" in batch:
             shuffled = {**batch, "target": {**batch["target"],

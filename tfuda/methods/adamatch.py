@@ -33,9 +33,10 @@ Per step, with labeled source views x_w, x_s (B each) and unlabeled target views
    keeping the batch-norm statistics (as the source-only pass of step 1). With `vmt` = m > 0 (not in
    the paper), L += m mu(t) / lambda_u * L_vmt(u_w): virtual mixup training (Mao et al. 2019,
    `tfuda.methods.vmt`) on the weak target view, its passes likewise.
-5. Refinement (`refine` = R > 0, not in the paper; DIRT-T's refinement, Shu et al. 2018, and
-   Noisy Student, Xie et al. 2020, in AdaMatch's terms): from progress 1 - R on, the step trains
-   on the target alone. The EMA model (the teacher, inference mode) labels the weak view: p_t,
+5. Refinement (`refine` = R, 0.25 by default, 0 turns it off; not in the paper; DIRT-T's
+   refinement, Shu et al. 2018, and Noisy Student, Xie et al. 2020, in AdaMatch's terms; chosen on
+   the built-in suite: docs/benchmarks.md): from progress 1 - R on, the step trains on the target
+   alone. The EMA model (the teacher, inference mode) labels the weak view: p_t,
    aligned to the frozen prior with `realign` (p_t * pi / E[p_t], renormalised), else as it is;
    L = E[1{max p_t >= tau} CE(argmax p_t, z_u,s)] (+ the `entropy`, `vat` and `vmt` terms), the
    teacher following the model by its EMA. With `refine_align` (not in DIRT-T) p_t is aligned
@@ -219,7 +220,7 @@ class AdaMatch(Method):
         warmed up like the target loss.
       refine: fraction R of the run, at its end, that is a refinement stage on the target alone
         (0: off): the EMA model's confident labels of the weak view (>= tau), learned on the
-        strong view.
+        strong view. In SSL and SSDA runs too: the target is the unlabeled data.
       refine_source: weight of the labeled source loss kept in the refinement stage (0: the
         target alone).
       refine_align: align the teacher's labels in the refinement stage to the source's mean
@@ -239,7 +240,7 @@ class AdaMatch(Method):
 
     def __init__(self, tau: float = 0.9, lambda_u: float = 1.0, alignment: str = "batch", entropy: float = 0.0,
                  realign: float = 0.0, realign_images: int = 4096, vat: float = 0.0, vat_eps: float = 3.5,
-                 vmt: float = 0.0, refine: float = 0.0, refine_source: float = 0.0,
+                 vmt: float = 0.0, refine: float = 0.25, refine_source: float = 0.0,
                  refine_align: bool = False, refine_teacher: str = "ema", refine_shifted: bool = False):
         if alignment not in ALIGNMENTS:
             raise UserError(f"--method-arg alignment={alignment}: choose {', '.join(ALIGNMENTS)}")
@@ -290,6 +291,15 @@ class AdaMatch(Method):
             self.teacher.set_weights(self.average.get_weights())
             self.teacher.trainable = False
 
+    @classmethod
+    def for_run(cls, config) -> "AdaMatch":
+        """The method of a run. The refinement stage is on by default in domain adaptation (`uda`),
+        where it was chosen, and off under `--setting ssl` or `ssda` unless `refine` is given."""
+        values = cls.parse_args(config.method_args)
+        if config.setting != "uda":
+            values.setdefault("refine", 0.0)
+        return cls(**values)
+
     @property
     def extra_layers(self):
         return [layer for layer in (self.statistics, self.frozen_prior, self.teacher) if layer is not None]
@@ -315,21 +325,27 @@ class AdaMatch(Method):
         return self.realign or self.refine
 
     def report(self, total_steps: int) -> list[str]:
-        """Once the frozen prior is estimated: how far it moved from the source's proportions, and
-        what `realign` or `refine_shifted` did with it."""
+        """What the run did beyond AdaMatch's steps 1-4: the refinement stage's steps; once the frozen
+        prior is estimated, how far it moved from the source's proportions and what `realign` or
+        `refine_shifted` did with it."""
+        lines = []
         prior = self.frozen_prior
-        if prior is None or float(prior.estimated.numpy()) < 0.5:
-            return []
-        step = first_step_at(1.0 - self.estimated_after, total_steps)
-        distance = prior_distance(prior.target_prior.numpy(), prior.source_prior.numpy())
-        moved = f"the target's class proportions estimated at step {step} are L1 {distance:.3f} from the source's"
-        if self.realign:
-            return [f"realign: {moved}; the run aligned to them from there on"]
-        if float(prior.shifted.numpy()) > 0.5:
-            return [f"refinement stage: ran from step {step}: {moved}, farther than the model's errors and sampling "
-                    "explain (a label shift)"]
-        return [f"refinement stage: not run: {moved}, within what the model's errors and sampling explain (no "
-                "label shift seen; without refine_shifted every target is refined)"]
+        if prior is not None and float(prior.estimated.numpy()) > 0.5:
+            step = first_step_at(1.0 - self.estimated_after, total_steps)
+            distance = prior_distance(prior.target_prior.numpy(), prior.source_prior.numpy())
+            moved = f"the target's class proportions estimated at step {step} are L1 {distance:.3f} from the source's"
+            if self.realign:
+                lines.append(f"realign: {moved}; the run aligned to them from there on")
+            elif float(prior.shifted.numpy()) > 0.5:
+                lines.append(f"refinement stage: ran from step {step}: {moved}, farther than the model's errors and "
+                             "sampling explain (a label shift)")
+            else:
+                lines.append(f"refinement stage: not run: {moved}, within what the model's errors and sampling "
+                             "explain (no label shift seen; without refine_shifted every target is refined)")
+        if self.refine and not self.refine_shifted:
+            lines.append(f"refinement stage: steps {first_step_at(1.0 - self.refine, total_steps)}-{total_steps} on "
+                         "the target alone, labeled by the EMA model (--method-arg refine=0 turns it off)")
+        return lines
 
     def class_distributions(self, p_source: tf.Tensor, p_target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`(m_x, m_u)` `[K]` of step 2 from this step's `[B, K]` / `[U, K]` predictions (m_x: the

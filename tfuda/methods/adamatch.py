@@ -220,7 +220,7 @@ class AdaMatch(Method):
         warmed up like the target loss.
       refine: fraction R of the run, at its end, that is a refinement stage on the target alone
         (0: off): the EMA model's confident labels of the weak view (>= tau), learned on the
-        strong view. Off by default under `--setting ssl` / `ssda` (`for_run`); given there, the
+        strong view. Off by default under `--setting ssl` / `ssda` (`run_defaults`); given there, the
         stage trains on the unlabeled data.
       refine_source: weight of the labeled source loss kept in the refinement stage (0: the
         target alone).
@@ -293,14 +293,11 @@ class AdaMatch(Method):
             self.teacher.trainable = False
 
     @classmethod
-    def for_run(cls, config) -> "AdaMatch":
-        """The method of a run. The refinement stage is on by default in domain adaptation (`uda`,
-        the only setting of `tfuda.adapt`), where it was chosen, and off under `--setting ssl` or
-        `ssda` unless `refine` is given."""
-        values = cls.parse_args(config.method_args)
-        if config.setting != "uda":
-            values.setdefault("refine", 0.0)
-        return cls(**values)
+    def run_defaults(cls, config) -> dict[str, float]:
+        """The refinement stage is on by default in domain adaptation (`uda`, the only setting of
+        `tfuda.adapt`), where it was chosen, and off under `--setting ssl` or `ssda` unless
+        `refine` is given."""
+        return {} if config.setting == "uda" else {"refine": 0.0}
 
     @property
     def extra_layers(self):

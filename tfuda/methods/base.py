@@ -139,9 +139,16 @@ class Method:
         config.momentum = config.momentum or cls.default_momentum
 
     @classmethod
+    def run_defaults(cls, config) -> dict[str, Any]:
+        """Constructor arguments a run's `tfuda.config.Config` sets where `method_args` does not
+        (default: none; e.g. a default that depends on the run's setting or steps)."""
+        return {}
+
+    @classmethod
     def for_run(cls, config) -> "Method":
-        """The method with the hyper-parameters of a run's `tfuda.config.Config` (`method_args`)."""
-        return cls(**cls.parse_args(config.method_args))
+        """The method with the hyper-parameters of a run's `tfuda.config.Config`: `method_args`
+        over `run_defaults`."""
+        return cls(**{**cls.run_defaults(config), **cls.parse_args(config.method_args)})
 
     def hyperparameter_values(self) -> dict[str, Any]:
         """Every settable hyper-parameter's value, defaults included: a run's `method_args`."""

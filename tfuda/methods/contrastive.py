@@ -58,11 +58,10 @@ class Contrastive(Method):
     derived_args = ("pretrain_fraction",)
 
     @classmethod
-    def for_run(cls, config) -> "Contrastive":
-        """The method of a run; before its steps are set from the data (`Config.set_steps`), with
-        the default `pretrain_fraction`."""
-        fraction = {} if config.steps is None else {"pretrain_fraction": config.pretrain_steps / config.steps}
-        return cls(**fraction, **cls.parse_args(config.method_args))
+    def run_defaults(cls, config) -> dict[str, float]:
+        """`pretrain_fraction` from the run's steps; none before its steps are set from the data
+        (`Config.set_steps`): the default fraction."""
+        return {} if config.steps is None else {"pretrain_fraction": config.pretrain_steps / config.steps}
 
     def run_values(self, steps: int | None) -> dict:
         values = super().run_values(steps)

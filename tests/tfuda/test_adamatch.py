@@ -330,6 +330,10 @@ def test_the_refinement_stage_trains_on_the_teachers_labels_of_the_target_alone(
     _, refining = anchored.loss(model, batch, tf.constant(0.75))
     assert float(refining["losses/source"]) > 0 and float(refining["losses/target"]) > 0
     assert anchored.view_phases(100) is None
+    assert anchored.report(8) == ["refinement stage: steps 4-8 on the target and the labeled source (weight 1), the "
+                                  "target labeled by the EMA model (--method-arg refine=0 turns it off)"]
+    assert method.report(8) == ["refinement stage: steps 4-8 on the target alone, labeled by the EMA model "
+                                "(--method-arg refine=0 turns it off)"]
     with pytest.raises(UserError, match="refine_source"):
         AdaMatch(refine=0.0, refine_source=1.0)
     # refine_align aligns the teacher's labels to the source's mean prediction (uniform until the

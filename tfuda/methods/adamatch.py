@@ -342,8 +342,10 @@ class AdaMatch(Method):
                 lines.append(f"refinement stage: not run: {moved}, within what the model's errors and sampling "
                              "explain (no label shift seen; without refine_shifted every target is refined)")
         if self.refine and not self.refine_shifted:
+            trained = "the target alone, labeled" if not self.refine_source else \
+                f"the target and the labeled source (weight {self.refine_source:g}), the target labeled"
             lines.append(f"refinement stage: steps {first_step_at(1.0 - self.refine, total_steps)}-{total_steps} on "
-                         "the target alone, labeled by the EMA model (--method-arg refine=0 turns it off)")
+                         f"{trained} by the EMA model (--method-arg refine=0 turns it off)")
         return lines
 
     def class_distributions(self, p_source: tf.Tensor, p_target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

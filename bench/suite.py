@@ -4,7 +4,7 @@
                                     adamatch-realign,adamatch-realign-late,adamatch-vat,adamatch-vmt,adamatch-refine,adamatch-refine-source,adamatch-refine-align,adamatch-refine-frozen,adamatch-refine-shifted,adamatch-refine-vat,
                                     adamatch-realign-refine,adamatch-in,source-only-in,adamatch-wd,adamatch-nesterov,
                                     fixmatch,dann,contrastive]
-                          [--tasks SOURCE:TARGET,...] [--steps N] [--batch-size 8] [--seeds 0]
+                          [--tasks SOURCE:TARGET,...] [--steps N] [--batch-size N] [--seeds 0]
                           [--out bench/out/suite] [--reuse DIR,...] [--select NAME] [--no-train]
                           [--samples docs/suite.png]
 
@@ -167,7 +167,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=",".join(VARIANTS))
     parser.add_argument("--steps", type=int, help="steps of every run (default: each task's default budget)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, help="labeled images a step of every run (default: each task's "
+                                                       "default, set by its target's size)")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--tasks", help="SOURCE:TARGET pairs of the suite, comma-separated (default: all)")
     parser.add_argument("--out", default=f"bench/out/suite-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -198,7 +199,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.yaml").write_text(yaml.safe_dump({
-        "train": {"batch_size": args.batch_size, **({"steps": args.steps} if args.steps else {})},
+        "train": {**({"batch_size": args.batch_size} if args.batch_size else {}),
+                  **({"steps": args.steps} if args.steps else {})},
         "grid": grid(tasks, ["source-only", *variants], seeds)}, sort_keys=False))
     points = read_sweep_file(str(out / "sweep.yaml")).points
     if args.reuse:
@@ -228,7 +230,8 @@ def main() -> None:
             cell.append((entry.target_accuracy, entry.wall_time_s, entry.steps, kept))
     budget = f"{args.steps} steps" if args.steps else "the default budget"
     kept_header = f" with --select {args.select} (gap) |" if args.select else ""
-    lines = [f"built-in suite, cnn-small, batch {args.batch_size}, {budget}, seeds {args.seeds}, "
+    batch = f"batch {args.batch_size}" if args.batch_size else "the default batch"
+    lines = [f"built-in suite, cnn-small, {batch}, {budget}, seeds {args.seeds}, "
              f"{cpu_model()}, sweep wall time {wall / 60:.0f} min"
              f"{' (--no-train)' if args.no_train else ''}; target accuracy on TARGET:test (mean, range over seeds)"
              + ("; gaps against source-only's and the oracle's final models" if args.select else ""),

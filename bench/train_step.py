@@ -95,12 +95,12 @@ def folder_step(source: str, target: str, steps: int, kept: bool) -> tuple[float
     """`(wall ms, CPU ms)` per AdaMatch step through the real feed from image folders (after 20
     warm-up steps), the folders' preprocessed images `kept` in memory or decoded every epoch."""
     import pipelines.sources
-    from tfuda.config import Config
+    from tfuda.budget import BATCH
 
     budget = pipelines.sources.MEMORY_BUDGET
     pipelines.sources.MEMORY_BUDGET = budget if kept else 0
     try:
-        spec = FeedSpec(Config.batch_size, AdaMatch.default_uratio, SIZE, AdaMatch.source_views,
+        spec = FeedSpec(BATCH, AdaMatch.default_uratio, SIZE, AdaMatch.source_views,
                         AdaMatch.target_views, seed=0)
         feed = make_feed(open_source(source), open_source(target), spec)
         return ms_per_step(AdaMatch(), feed, "cnn-small", steps, xla=False, warmup=20)

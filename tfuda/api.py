@@ -274,8 +274,8 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
         (it saves the EMA classifier) and `EarlyStopping(monitor="val_bnm", mode="max")` work
         at their defaults.
       verbose: print the progress lines.
-      **options: training settings, as the command-line flags: `steps` (default: set by the
-        target's size, `tfuda.budget`; printed first), `batch_size`, `lr`, `seed`, ...
+      **options: training settings, as the command-line flags: `steps` and `batch_size`
+        (default: set by the target's size, `tfuda.budget`; printed first), `lr`, `seed`, ...
         (`TRAINING_OPTIONS`); Keras' `learning_rate` and `jit_compile` are taken too.
 
     Returns:
@@ -297,10 +297,10 @@ def adapt(model: keras.Model | tuple[keras.layers.Layer, keras.layers.Layer], so
                       class_names, num_classes_of(classifier), method)
     config = _run_config(method, data, int(classifier.input_shape[1]), classifier.name, options)
     budget = data_budget(data, config.batch_size, type(method), config.uratio)  # after the check: divides by the batch
-    if config.steps is None:
-        config = _run_config(method, data, config.image_size, classifier.name, {**options, "steps": budget.steps})
-    else:
+    if config.steps is not None:
         budget = given_budget(config.steps, budget)
+    config = _run_config(method, data, config.image_size, classifier.name,
+                         {**options, "steps": budget.steps, "batch_size": budget.batch_size})
     if verbose and not resume:
         print(budget.line(), flush=True)
     run, temporary = _run_dir(run_dir, resume)

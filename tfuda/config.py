@@ -60,7 +60,7 @@ class Config:
     class_names: str | None = None
     image_size: int = 32
     steps: int | None = None
-    batch_size: int = 8
+    batch_size: int | None = None
     uratio: int | None = None
     lr: float | None = None
     weight_decay: float = 5e-4
@@ -94,7 +94,7 @@ class Config:
 
         Derived: `target` (unset: the source itself for SSL, `digits-m` for the default source,
         otherwise an error) and, for `contrastive`, `steps` = pretrain + fine-tune steps. `steps`
-        may stay None (set from the data once it is open: `set_steps`).
+        and `batch_size` may stay None (set from the data once it is open: `set_budget`).
         """
         self._check_types()
 
@@ -103,11 +103,11 @@ class Config:
             if value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
 
-        for name in ("batch_size", "image_size", "checkpoint_every", "eval_every", "max_image_pixels"):
+        for name in ("image_size", "checkpoint_every", "eval_every", "max_image_pixels"):
             positive(name)
         if self.seed < 0:
             raise ConfigError(f"--seed must be a non-negative integer, got {self.seed}")
-        for name in ("steps", "uratio", "validation_size"):
+        for name in ("steps", "batch_size", "uratio", "validation_size"):
             if getattr(self, name) is not None:
                 positive(name)
         if self.image_size < 8:
@@ -179,9 +179,10 @@ class Config:
             if self.target is None:
                 raise ConfigError("--target is required: the unlabeled images of the domain to adapt to")
 
-    def set_steps(self, steps: int) -> "Config":
-        """Fills the `steps` left to the data (`tfuda.budget`) and the phases that follow from them."""
-        self.steps = steps
+    def set_budget(self, steps: int, batch_size: int) -> "Config":
+        """Fills the `steps` and `batch_size` left to the data (`tfuda.budget`) and the phases that
+        follow from the steps."""
+        self.steps, self.batch_size = steps, batch_size
         self._derive_phase_steps()
         return self
 
@@ -199,7 +200,7 @@ class Config:
         if pretrain is not None and finetune is not None:
             self.steps = pretrain + finetune
         elif self.steps is None:
-            return  # set_steps derives them
+            return  # set_budget derives them
         elif pretrain is not None:
             finetune = self.steps - pretrain
         elif finetune is not None:

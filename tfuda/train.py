@@ -65,8 +65,9 @@ def build_parser(prog: str = "python -m tfuda.train") -> argparse.ArgumentParser
     train.add_argument("--steps", type=int, help="total training steps, also under --resume (default: "
                        f"{budget.PASSES} passes over the target's training images at "
                        f"{budget.UNLABELED_PER_LABELED} x --batch-size a step, {budget.MIN_STEPS} to "
-                       f"{budget.MAX_STEPS}; the run's first line says how many and why)")
-    train.add_argument("--batch-size", type=int, help=f"labeled images per step (default {d.batch_size})")
+                       f"{budget.MAX_STEPS} at batch {budget.BATCH}; the run's first line says how many and why)")
+    train.add_argument("--batch-size", type=int, help=f"labeled images per step (default {budget.BATCH}; "
+                       f"{budget.LARGE_BATCH} on a target of {budget.LARGE_TARGET:,} images or more)")
     train.add_argument("--uratio", type=int, help="unlabeled images per step = uratio x batch size (default: the method's)")
     train.add_argument("--lr", type=float, help="peak learning rate (default: the method's; 0.03 for SGD methods)")
     train.add_argument("--weight-decay", type=float, help=f"L2 weight decay (default {d.weight_decay})")

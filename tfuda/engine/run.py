@@ -111,12 +111,13 @@ def open_training_data(config: Config, method_cls: type[Method], class_names: li
     return RunData(values, class_names).open_all(needs_target)
 
 
-def data_budget(data: TrainingData, batch_size: int, method_cls: type[Method], uratio: int | None) -> Budget:
+def data_budget(data: TrainingData, batch_size: int | None, method_cls: type[Method], uratio: int | None,
+                replicas: int = 1) -> Budget:
     """The default budget (`tfuda.budget`) of training `method_cls` (at `uratio`, None: its
-    default) on `data` at `batch_size` labeled images a step over all replicas: passes over
-    `data.target` (its size unknown: the floor)."""
-    seen = (uratio or method_cls.default_uratio) * batch_size if method_cls.target_views else 0
-    return default_budget(data.target.info.num_examples if data.target is not None else None, batch_size, seen)
+    default) on `data` at `batch_size` labeled images a step per replica (None: the data's):
+    passes over `data.target` (its size unknown: the floor)."""
+    return default_budget(data.target.info.num_examples if data.target is not None else None, batch_size,
+                          (uratio or method_cls.default_uratio) if method_cls.target_views else 0, replicas)
 
 
 def initial_classifier(config: Config, num_classes: int) -> keras.Model:
@@ -314,12 +315,11 @@ def train_run(config: Config, run: RunDir, *, resume_from: Path | None = None,
     method_cls = method_class(config.method)
     data = open_training_data(config, method_cls,
                               init_class_names(config.init, config.class_names) if config.init else None)
-    budget = data_budget(data, config.batch_size * strategy.num_replicas_in_sync, method_cls, config.uratio)
-    if config.steps is None:
-        write_json_atomic(run.config_file, config.set_steps(budget.steps).to_dict())
-    elif resume_from is None:  # a fresh run given --steps; a resumed one said its budget when it started
+    budget = data_budget(data, config.batch_size, method_cls, config.uratio, strategy.num_replicas_in_sync)
+    if config.steps is not None:
         budget = given_budget(config.steps, budget)
-    if resume_from is None:
+    if resume_from is None:  # a resumed run keeps its recorded budget and said it when it started
+        write_json_atomic(run.config_file, config.set_budget(budget.steps, budget.batch_size).to_dict())
         print(budget.line(), file=stream or sys.stdout, flush=True)
     return fit(lambda: initial_classifier(config, len(data.class_names)), data, method_cls.for_run(config), config,
                run, resume_from=resume_from, stream=stream, strategy=strategy).metrics
@@ -343,8 +343,8 @@ def fit(make_classifier: Callable[[], keras.Model], data: TrainingData, method: 
         called once, inside the strategy's scope, after seeding with `config.seed`.
       data: the opened data sets; `config`'s data specs are only recorded.
       method: the method with its hyper-parameters.
-      config: a validated `Config` with `lr` (`complete_for_method`) and `steps` set
-        (`Config.set_steps(data_budget(...).steps)` when left to the data).
+      config: a validated `Config` with `lr` (`complete_for_method`), `steps` and `batch_size` set
+        (`Config.set_budget` from `data_budget(...)` when left to the data).
       run: the run directory (its `config.json` written by the caller).
       resume_from: a checkpoint directory to continue from (the run's own, or on another worker
         of a multi-worker run, the chief's); None starts afresh.

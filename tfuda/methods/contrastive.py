@@ -60,7 +60,7 @@ class Contrastive(Method):
     @classmethod
     def run_defaults(cls, config) -> dict[str, float]:
         """`pretrain_fraction` from the run's steps; none before its steps are set from the data
-        (`Config.set_steps`): the default fraction."""
+        (`Config.set_budget`): the default fraction."""
         return {} if config.steps is None else {"pretrain_fraction": config.pretrain_steps / config.steps}
 
     def run_values(self, steps: int | None) -> dict:

@@ -25,6 +25,7 @@ for more; the run's advice says when its label-free scores were still rising).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 PASSES = 20
 """Passes over the unlabeled target images of a run at the default budget."""
@@ -92,13 +93,12 @@ def default_budget(target_images: int | None, batch_size: int | None = None, ura
     batch_reason = ""
     if batch_size is None:
         batch_size = default_batch_size(target_images)
-        batch_reason = f"batch {batch_size} (" + (
-            "the target's size is unknown" if target_images is None else
-            f"a target of {'at least' if batch_size == LARGE_BATCH else 'under'} {LARGE_TARGET:,} images")
-        batch_reason += "; --batch-size sets it)"
+        why = "the target's size is unknown" if target_images is None else \
+            f"a target of {'at least' if batch_size == LARGE_BATCH else 'under'} {LARGE_TARGET:,} images"
+        batch_reason = f"batch {batch_size} ({why}; --batch-size sets it)"
     unlabeled_per_step = UNLABELED_PER_LABELED * batch_size * replicas
     floor, ceiling = step_bounds(batch_size * replicas)
-    budget = lambda steps, reason: Budget(steps, reason, batch_size, batch_reason)  # noqa: E731
+    budget = functools.partial(Budget, batch_size=batch_size, batch_reason=batch_reason)
     if target_images is None:
         return budget(floor, f"{floor} steps (the floor: the target's size is unknown)")
     passes = int(PASSES * target_images / unlabeled_per_step + 0.5)
